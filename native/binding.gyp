@@ -1,0 +1,24 @@
+{
+  "targets": [
+    {
+      "target_name": "dedos_native",
+      "sources": [
+        "src/addon.cpp",
+        "src/tensor.cpp",
+        "src/ops.cpp",
+        "src/nn.cpp",
+        "src/autograd.cpp",
+        "src/io.cpp"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "<!@(node config.cjs include)"
+      ],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "<!@(node config.cjs defines)"],
+      "cflags!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fexceptions", "-frtti", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
+      "libraries": ["<!@(node config.cjs libs)"]
+    }
+  ]
+}

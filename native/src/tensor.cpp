@@ -1,0 +1,330 @@
+// The tensor handle, argument conversion and data transfer between JavaScript typed arrays and tensors.
+#include "common.h"
+
+#include <atomic>
+#include <cstring>
+
+namespace dedos {
+
+Napi::FunctionReference* TensorWrap::ctor_ = nullptr;
+static thread_local at::Tensor* pending_ = nullptr;
+static std::atomic<int64_t> live_{0};
+static std::atomic<int64_t> reported_{0};
+
+int64_t LiveHandles() { return live_.load(); }
+int64_t ReportedBytes() { return reported_.load(); }
+
+Napi::Object TensorWrap::Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function f = DefineClass(env, "NativeTensor",
+                                 {InstanceMethod<&TensorWrap::Free>("free"), InstanceMethod<&TensorWrap::IsFreed>("isFreed")});
+  ctor_ = new Napi::FunctionReference(Napi::Persistent(f));
+  exports.Set("NativeTensor", f);
+  return exports;
+}
+
+TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
+  if (pending_ == nullptr) throw Napi::TypeError::New(info.Env(), "NativeTensor cannot be constructed from JavaScript");
+  tensor = std::move(*pending_);
+  pending_ = nullptr;
+  live_++;
+  // Report only storage this handle is the sole owner of, so views do not count their base again.
+  if (tensor.defined() && tensor.has_storage() && tensor.device().is_cpu() && tensor.storage().use_count() == 1) {
+    reported = static_cast<int64_t>(tensor.storage().nbytes());
+    if (reported > 0) {
+      Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reported);
+      reported_ += reported;
+    }
+  }
+}
+
+void TensorWrap::Release(Napi::Env env) {
+  if (!tensor.defined() && reported == 0) return;
+  tensor.reset();
+  if (reported > 0) {
+    if (env != nullptr) Napi::MemoryManagement::AdjustExternalMemory(env, -reported);
+    reported_ -= reported;
+    reported = 0;
+  }
+}
+
+TensorWrap::~TensorWrap() {
+  // Finalizers may not call into V8; external memory adjustments are skipped here (V8 tracks the object's death).
+  tensor.reset();
+  reported_ -= reported;
+  live_--;
+}
+
+Napi::Value TensorWrap::Free(const Napi::CallbackInfo& info) {
+  Release(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value TensorWrap::IsFreed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !tensor.defined()); }
+
+Napi::Value TensorWrap::Wrap(Napi::Env env, at::Tensor t) {
+  pending_ = &t;
+  Napi::Object o = ctor_->New({});
+  return o;
+}
+
+bool TensorWrap::IsTensor(const Napi::Value& v) { return v.IsObject() && v.As<Napi::Object>().InstanceOf(ctor_->Value()); }
+
+// ---- arguments ----
+static std::string where(size_t i) { return "argument " + std::to_string(i); }
+
+at::Tensor& ArgTensor(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = info[i];
+  if (!v.IsObject()) throw Napi::TypeError::New(info.Env(), where(i) + " must be a tensor");
+  TensorWrap* w = TensorWrap::Unwrap(v.As<Napi::Object>());
+  if (w == nullptr) throw Napi::TypeError::New(info.Env(), where(i) + " must be a tensor");
+  if (!w->tensor.defined()) throw Napi::Error::New(info.Env(), where(i) + " is a tensor that was already disposed");
+  return w->tensor;
+}
+
+bool ArgIsTensor(const Napi::CallbackInfo& info, size_t i) { return info[i].IsObject() && !info[i].IsArray(); }
+
+c10::optional<at::Tensor> ArgOptTensor(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return c10::nullopt;
+  return ArgTensor(info, i);
+}
+
+int64_t ArgInt(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = info[i];
+  if (v.IsNumber()) return v.As<Napi::Number>().Int64Value();
+  if (v.IsBigInt()) {
+    bool lossless;
+    return v.As<Napi::BigInt>().Int64Value(&lossless);
+  }
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? 1 : 0;
+  throw Napi::TypeError::New(info.Env(), where(i) + " must be an integer");
+}
+
+c10::optional<int64_t> ArgOptInt(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return c10::nullopt;
+  return ArgInt(info, i);
+}
+
+double ArgDouble(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = info[i];
+  if (!v.IsNumber()) throw Napi::TypeError::New(info.Env(), where(i) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+c10::optional<double> ArgOptDouble(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return c10::nullopt;
+  return ArgDouble(info, i);
+}
+
+bool ArgBool(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined()) return false;
+  return info[i].ToBoolean().Value();
+}
+
+std::string ArgString(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsString()) throw Napi::TypeError::New(info.Env(), where(i) + " must be a string");
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+std::vector<int64_t> ArgInts(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = info[i];
+  if (v.IsNumber()) return {v.As<Napi::Number>().Int64Value()};
+  if (!v.IsArray()) throw Napi::TypeError::New(info.Env(), where(i) + " must be an array of integers");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<int64_t> out(a.Length());
+  for (uint32_t k = 0; k < a.Length(); k++) {
+    Napi::Value e = a.Get(k);
+    if (!e.IsNumber()) throw Napi::TypeError::New(info.Env(), where(i) + " must be an array of integers");
+    out[k] = e.As<Napi::Number>().Int64Value();
+  }
+  return out;
+}
+
+c10::optional<std::vector<int64_t>> ArgOptInts(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return c10::nullopt;
+  return ArgInts(info, i);
+}
+
+std::vector<double> ArgDoubles(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = info[i];
+  if (v.IsNumber()) return {v.As<Napi::Number>().DoubleValue()};
+  if (!v.IsArray()) throw Napi::TypeError::New(info.Env(), where(i) + " must be an array of numbers");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<double> out(a.Length());
+  for (uint32_t k = 0; k < a.Length(); k++) out[k] = a.Get(k).As<Napi::Number>().DoubleValue();
+  return out;
+}
+
+std::vector<at::Tensor> ArgTensors(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsArray()) throw Napi::TypeError::New(info.Env(), where(i) + " must be an array of tensors");
+  Napi::Array a = info[i].As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  out.reserve(a.Length());
+  for (uint32_t k = 0; k < a.Length(); k++) {
+    Napi::Value e = a.Get(k);
+    TensorWrap* w = e.IsObject() ? TensorWrap::Unwrap(e.As<Napi::Object>()) : nullptr;
+    if (w == nullptr) throw Napi::TypeError::New(info.Env(), where(i) + "[" + std::to_string(k) + "] must be a tensor");
+    if (!w->tensor.defined())
+      throw Napi::Error::New(info.Env(), where(i) + "[" + std::to_string(k) + "] is a tensor that was already disposed");
+    out.push_back(w->tensor);
+  }
+  return out;
+}
+
+at::Scalar ArgScalar(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = info[i];
+  if (v.IsBoolean()) return at::Scalar(v.As<Napi::Boolean>().Value());
+  if (v.IsBigInt()) {
+    bool lossless;
+    return at::Scalar(static_cast<int64_t>(v.As<Napi::BigInt>().Int64Value(&lossless)));
+  }
+  if (!v.IsNumber()) throw Napi::TypeError::New(info.Env(), where(i) + " must be a number or a tensor");
+  double d = v.As<Napi::Number>().DoubleValue();
+  // Integral JS numbers act like Python ints (an int tensor plus 1 stays int); others like Python floats.
+  if (std::isfinite(d) && d == std::floor(d) && std::abs(d) < 9007199254740992.0) return at::Scalar(static_cast<int64_t>(d));
+  return at::Scalar(d);
+}
+
+at::ScalarType ArgDType(const Napi::CallbackInfo& info, size_t i) {
+  int64_t code = ArgInt(info, i);
+  if (code < 0 || code > static_cast<int64_t>(at::ScalarType::BFloat16))
+    throw Napi::TypeError::New(info.Env(), where(i) + " is not a dtype code");
+  return static_cast<at::ScalarType>(code);
+}
+
+c10::optional<at::ScalarType> ArgOptDType(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return c10::nullopt;
+  return ArgDType(info, i);
+}
+
+at::Device ArgDevice(const Napi::CallbackInfo& info, size_t i) {
+  std::string s = ArgString(info, i);
+  at::Device d(s);
+  if (d.is_cuda() && !at::hasCUDA()) {
+    throw Napi::Error::New(info.Env(), "device '" + s +
+                                           "' requested but this libtorch build has no CUDA support or no GPU is visible "
+                                           "(set LIBTORCH to a CUDA libtorch and rebuild, or use device 'cpu')");
+  }
+  return d;
+}
+
+c10::optional<at::Generator> ArgOptGenerator(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return c10::nullopt;
+  if (!info[i].IsExternal()) throw Napi::TypeError::New(info.Env(), where(i) + " must be a generator");
+  return *info[i].As<Napi::External<at::Generator>>().Data();
+}
+
+Napi::Value Ret(Napi::Env env, const at::Tensor& t) { return TensorWrap::Wrap(env, t); }
+
+Napi::Value Ret(Napi::Env env, const std::vector<at::Tensor>& ts) {
+  Napi::Array a = Napi::Array::New(env, ts.size());
+  for (size_t k = 0; k < ts.size(); k++) a.Set(static_cast<uint32_t>(k), TensorWrap::Wrap(env, ts[k]));
+  return a;
+}
+
+Napi::Value Ret(Napi::Env env, const std::tuple<at::Tensor, at::Tensor>& ts) {
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, TensorWrap::Wrap(env, std::get<0>(ts)));
+  a.Set(1u, TensorWrap::Wrap(env, std::get<1>(ts)));
+  return a;
+}
+
+void Def(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&)) {
+  exports.Set(name, Napi::Function::New(env, fn, name));
+}
+
+void ThrowOpError(Napi::Env env, const char* op, const char* what) {
+  std::string msg = std::string(op) + ": " + what;
+  // c10 messages can carry a trailing newline and a long "Exception raised from" note; keep the first part.
+  auto pos = msg.find("\nException raised from");
+  if (pos != std::string::npos) msg = msg.substr(0, pos);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  throw Napi::Error::New(env, msg);
+}
+
+// ---- data in and out ----
+static size_t ElemSize(at::ScalarType st) { return c10::elementSize(st); }
+
+void InitTensorData(Napi::Env env, Napi::Object exports) {
+  // fromBuffer(typedArrayOrArrayBuffer, dtypeCode, shape) → tensor (copies the bytes).
+  DEDOS_OP("fromBuffer", {
+    at::ScalarType st = dedos::ArgDType(info, 1);
+    std::vector<int64_t> shape = dedos::ArgInts(info, 2);
+    const uint8_t* src;
+    size_t nbytes;
+    if (info[0].IsTypedArray()) {
+      Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+      src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+      nbytes = ta.ByteLength();
+    } else if (info[0].IsArrayBuffer()) {
+      Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+      src = static_cast<const uint8_t*>(ab.Data());
+      nbytes = ab.ByteLength();
+    } else {
+      throw Napi::TypeError::New(env, "fromBuffer: argument 0 must be a typed array or ArrayBuffer");
+    }
+    int64_t numel = 1;
+    for (auto d : shape) numel *= d;
+    size_t want = static_cast<size_t>(numel) * ElemSize(st);
+    if (want != nbytes) {
+      throw Napi::RangeError::New(env, "fromBuffer: shape " + c10::str(at::IntArrayRef(shape)) + " of " +
+                                           std::string(c10::toString(st)) + " needs " + std::to_string(want) +
+                                           " bytes but the array holds " + std::to_string(nbytes));
+    }
+    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(st));
+    if (nbytes > 0) std::memcpy(t.data_ptr(), src, nbytes);
+    return dedos::Ret(env, t);
+  });
+  // toBuffer(t) → ArrayBuffer holding a contiguous CPU copy of t's elements.
+  DEDOS_OP("toBuffer", {
+    at::Tensor t = dedos::ArgTensor(info, 0).detach();
+    if (!t.device().is_cpu()) t = t.cpu();
+    t = t.contiguous();
+    size_t nbytes = static_cast<size_t>(t.numel()) * t.element_size();
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, nbytes);
+    if (nbytes > 0) std::memcpy(ab.Data(), t.data_ptr(), nbytes);
+    return ab;
+  });
+  DEDOS_OP("item", {
+    at::Tensor& t = dedos::ArgTensor(info, 0);
+    if (t.numel() != 1) throw Napi::Error::New(env, "item: tensor has " + std::to_string(t.numel()) + " elements, not 1");
+    at::Scalar s = t.item();
+    if (s.isBoolean()) return Napi::Boolean::New(env, s.toBool());
+    if (s.isIntegral(false)) return Napi::Number::New(env, static_cast<double>(s.toLong()));
+    return Napi::Number::New(env, s.toDouble());
+  });
+  DEDOS_OP("info", {
+    // [dtypeCode, deviceString, shape, requiresGrad]
+    at::Tensor& t = dedos::ArgTensor(info, 0);
+    Napi::Array a = Napi::Array::New(env, 4);
+    a.Set(0u, Napi::Number::New(env, static_cast<int>(t.scalar_type())));
+    a.Set(1u, Napi::String::New(env, t.device().str()));
+    Napi::Array shp = Napi::Array::New(env, t.dim());
+    for (int64_t k = 0; k < t.dim(); k++) shp.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(t.size(k))));
+    a.Set(2u, shp);
+    a.Set(3u, Napi::Boolean::New(env, t.requires_grad()));
+    return a;
+  });
+  DEDOS_OP("shape", {
+    at::Tensor& t = dedos::ArgTensor(info, 0);
+    Napi::Array shp = Napi::Array::New(env, t.dim());
+    for (int64_t k = 0; k < t.dim(); k++) shp.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(t.size(k))));
+    return shp;
+  });
+  DEDOS_OP("strides", {
+    at::Tensor& t = dedos::ArgTensor(info, 0);
+    Napi::Array s = Napi::Array::New(env, t.dim());
+    for (int64_t k = 0; k < t.dim(); k++) s.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(t.stride(k))));
+    return s;
+  });
+  DEDOS_OP("dtype", { return Napi::Number::New(env, static_cast<int>(dedos::ArgTensor(info, 0).scalar_type())); });
+  DEDOS_OP("device", { return Napi::String::New(env, dedos::ArgTensor(info, 0).device().str()); });
+  DEDOS_OP("isContiguous", { return Napi::Boolean::New(env, dedos::ArgTensor(info, 0).is_contiguous()); });
+  DEDOS_OP("storageNbytes", {
+    at::Tensor& t = dedos::ArgTensor(info, 0);
+    return Napi::Number::New(env, t.has_storage() ? static_cast<double>(t.storage().nbytes()) : 0.0);
+  });
+  DEDOS_OP("liveHandles", { return Napi::Number::New(env, static_cast<double>(dedos::LiveHandles())); });
+  DEDOS_OP("reportedBytes", { return Napi::Number::New(env, static_cast<double>(dedos::ReportedBytes())); });
+}
+
+}  // namespace dedos
