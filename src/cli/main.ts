@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+// The `dedos` command. Each subcommand lives in its own file; this one only dispatches.
+import { parityCommand } from "./parity.js";
+
+const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
+  parity: { summary: "check TypeScript modules against reference fixture directories", run: parityCommand },
+};
+
+const HELP = `dedos — open-vocabulary semantic segmentation (DEDOS / CAT-Seg) for TypeScript, on libtorch
+
+Usage: dedos <command> [options]     (dedos <command> --help for details)
+
+Commands:
+${Object.entries(COMMANDS)
+  .map(([k, v]) => `  ${k.padEnd(10)} ${v.summary}`)
+  .join("\n")}
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    console.log(HELP);
+    return cmd ? 0 : 1;
+  }
+  const c = COMMANDS[cmd];
+  if (!c) {
+    console.error(`dedos: unknown command '${cmd}'\n\n${HELP}`);
+    return 2;
+  }
+  return c.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: Error) => {
+    console.error(`dedos: ${e.message}`);
+    process.exitCode = 1;
+  },
+);

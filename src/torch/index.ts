@@ -1,0 +1,14 @@
+// The engine: libtorch tensors, autograd, nn modules, optimisers and checkpoint IO for TypeScript.
+import { availableParallelism } from "node:os";
+import { setNumThreads } from "./tensor.js";
+
+export * from "./dtype.js";
+export * as F from "./functional.js";
+export * from "./io/load.js";
+export { StateDictError, Module, ModuleList, type StateDict, type LoadStateDictOptions } from "./nn/module.js";
+export * as nn from "./nn/layers.js";
+export * from "./optim.js";
+export * from "./tensor.js";
+
+// libtorch defaults to the number of physical cores; use every core unless DEDOS_NUM_THREADS says otherwise.
+setNumThreads(Number(process.env.DEDOS_NUM_THREADS) || availableParallelism());

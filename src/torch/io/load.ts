@@ -1,0 +1,109 @@
+// Turns file records into tensors (memory-mapped, lazily per tensor) and reads any supported checkpoint
+// format into a state dict: safetensors, torch.save zip/legacy `.pth`/`.bin`, TorchScript `.pt`.
+import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import { type DType, dtypeCode } from "../dtype.js";
+import { native as N } from "../native.js";
+import { Tensor } from "../tensor.js";
+import { readTorchCheckpoint } from "./pth.js";
+import type { TensorRecord } from "./records.js";
+import { buildSafetensorsHeader, readSafetensorsIndex } from "./safetensors-format.js";
+
+const mappings = new Map<string, unknown>();
+
+function mapping(file: string): unknown {
+  let m = mappings.get(file);
+  if (!m) {
+    m = N.mapFile(file);
+    mappings.set(file, m);
+  }
+  return m;
+}
+
+/** A tensor viewing the record's bytes in its file (copy-on-write; the file is never modified). */
+export function tensorFromRecord(rec: TensorRecord): Tensor {
+  const dtype: DType = rec.dtype === "uint16" ? "int16" : rec.dtype;
+  if (rec.dtype === "uint16") {
+    // libtorch 1.13 has no uint16: widen to int32 so label maps keep their values (65535 stays 65535).
+    const raw = new Tensor(N.fromMapped(mapping(rec.file), rec.byteOffset, dtypeCode(dtype), rec.shape, rec.strides ?? null));
+    const wide = raw.to("int32");
+    raw.dispose();
+    const fixed = wide.add(wide.lt(0).to("int32").mul(65536));
+    wide.dispose();
+    return fixed;
+  }
+  return new Tensor(N.fromMapped(mapping(rec.file), rec.byteOffset, dtypeCode(dtype), rec.shape, rec.strides ?? null));
+}
+
+/** Forgets cached file mappings (tensors already created keep theirs alive). */
+export function releaseMappings(): void {
+  mappings.clear();
+}
+
+export type CheckpointFormat = "safetensors" | "zip" | "legacy" | "torchscript";
+
+export interface LoadedCheckpoint {
+  file: string;
+  format: CheckpointFormat;
+  /** Tensors by key (lazily mapped). */
+  tensors: Map<string, Tensor>;
+  /** Records by key (dtype, shape, position) without mapping anything. */
+  records: Map<string, TensorRecord>;
+  /** Non-tensor content: safetensors metadata, or a `.pth`'s other top-level entries (iteration, …). */
+  extra: Record<string, unknown>;
+}
+
+function sniff(file: string): "safetensors" | "torch" {
+  const fd = openSync(file, "r");
+  try {
+    const b = Buffer.alloc(4);
+    readSync(fd, b, 0, 4, 0);
+    if (b[0] === 0x50 && b[1] === 0x4b) return "torch"; // zip
+    if (b[0] === 0x80) return "torch"; // legacy pickle
+    return "safetensors";
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads only the records (names, dtypes, shapes) of a checkpoint file of any supported format. */
+export function readCheckpointRecords(file: string): { format: CheckpointFormat; records: Map<string, TensorRecord>; extra: Record<string, unknown> } {
+  if (sniff(file) === "safetensors") {
+    const idx = readSafetensorsIndex(file);
+    return { format: "safetensors", records: idx.records, extra: idx.metadata };
+  }
+  const r = readTorchCheckpoint(file);
+  return { format: r.format, records: r.records, extra: r.extra };
+}
+
+/** Loads a checkpoint of any supported format; tensors map the file lazily and cost no copy until used. */
+export function loadCheckpoint(file: string): LoadedCheckpoint {
+  const { format, records, extra } = readCheckpointRecords(file);
+  const tensors = new Map<string, Tensor>();
+  for (const [k, r] of records) tensors.set(k, tensorFromRecord(r).keep());
+  return { file, format, tensors, records, extra };
+}
+
+/**
+ * Writes tensors to a safetensors file atomically (a temporary file, then rename), so a crash never leaves a
+ * half-written file under the final name.
+ */
+export function saveSafetensors(file: string, tensors: Map<string, Tensor>, metadata?: Record<string, string>): void {
+  const entries = [...tensors].map(([name, t]) => {
+    const dtype = t.dtype;
+    return { name, dtype: dtype as Exclude<DType, never>, shape: t.shape, t };
+  });
+  const { header } = buildSafetensorsHeader(entries, metadata);
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = openSync(tmp, "w");
+  try {
+    writeSync(fd, header);
+    for (const e of entries) {
+      const buf = Buffer.from(N.toBuffer(e.t.handle));
+      writeSync(fd, buf);
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+}

@@ -1,0 +1,37 @@
+// Loads the compiled libtorch addon. Everything that touches it goes through src/torch/.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** An opaque handle to an at::Tensor owned by the addon. */
+export interface NativeTensor {
+  free(): void;
+  isFreed(): boolean;
+}
+
+/** The addon's functions; argument conventions are documented beside each op in native/src/*.cpp. */
+// biome-ignore lint/suspicious/noExplicitAny: the addon surface is typed by the wrappers in tensor.ts and functional.ts.
+export type NativeAddon = Record<string, (...args: any[]) => any>;
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error("dedos: cannot find the package root (package.json) above " + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+  return dir;
+}
+
+export const PACKAGE_ROOT = packageRoot();
+
+function load(): NativeAddon {
+  const path = join(PACKAGE_ROOT, "native", "build", "Release", "dedos_native.node");
+  if (!existsSync(path)) {
+    throw new Error(`dedos: the native addon is not built (${path} is missing). Run 'make setup' (or 'npm run build:native').`);
+  }
+  return createRequire(import.meta.url)(path) as NativeAddon;
+}
+
+export const native: NativeAddon = load();
