@@ -3,7 +3,13 @@ import assert from "node:assert/strict";
 import { noGrad, type Tensor, tensor, tidy } from "../src/torch/index.js";
 
 /** Asserts every |a − b| ≤ atol + rtol·|b|, reporting the worst index. */
-export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, atol = 1e-6, rtol = 0, what = "values"): void {
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  atol = 1e-6,
+  rtol = 0,
+  what = "values",
+): void {
   assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
   let worst = -1;
   let worstErr = 0;
@@ -14,7 +20,10 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
       worst = i;
     }
   }
-  if (worst >= 0) assert.fail(`${what}: index ${worst}: got ${actual[worst]}, expected ${expected[worst]} (atol ${atol}, rtol ${rtol})`);
+  if (worst >= 0)
+    assert.fail(
+      `${what}: index ${worst}: got ${actual[worst]}, expected ${expected[worst]} (atol ${atol}, rtol ${rtol})`,
+    );
 }
 
 /**
@@ -32,7 +41,9 @@ export function gradcheck(
     const y = fn(xs);
     assert.equal(y.numel, 1, "gradcheck needs a scalar output");
     y.backward();
-    return xs.map((x) => Array.from(x.grad ? (x.grad.toTypedArray() as Float64Array) : new Float64Array(x.numel)));
+    return xs.map((x) =>
+      Array.from(x.grad ? (x.grad.toTypedArray() as Float64Array) : new Float64Array(x.numel)),
+    );
   });
   const evalAt = (k: number, i: number, delta: number) =>
     noGrad(() =>
@@ -47,7 +58,13 @@ export function gradcheck(
     );
   inputs.forEach((x, k) => {
     const numeric = x.data.map((_, i) => (evalAt(k, i, eps) - evalAt(k, i, -eps)) / (2 * eps));
-    assertClose(analytic[k]!, numeric, opts.atol ?? 1e-5, opts.rtol ?? 1e-4, `${opts.name ?? "gradcheck"} d/dx${k}`);
+    assertClose(
+      analytic[k]!,
+      numeric,
+      opts.atol ?? 1e-5,
+      opts.rtol ?? 1e-4,
+      `${opts.name ?? "gradcheck"} d/dx${k}`,
+    );
   });
 }
 

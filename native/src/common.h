@@ -24,6 +24,11 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   at::Tensor tensor;
   int64_t reported = 0;
 
+  // Handles are small and die late (their finalizers run only when the event loop turns); allocating them
+  // from slabs of their own keeps them from fragmenting the heap that tensor buffers are carved from.
+  static void* operator new(size_t n);
+  static void operator delete(void* p);
+
  private:
   static Napi::FunctionReference* ctor_;
   Napi::Value Free(const Napi::CallbackInfo& info);

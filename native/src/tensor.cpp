@@ -11,6 +11,36 @@ static thread_local at::Tensor* pending_ = nullptr;
 static std::atomic<int64_t> live_{0};
 static std::atomic<int64_t> reported_{0};
 
+namespace {
+struct FreeNode {
+  FreeNode* next;
+};
+FreeNode* free_list_ = nullptr;
+constexpr size_t kSlab = 4096;
+}  // namespace
+
+void* TensorWrap::operator new(size_t n) {
+  if (n != sizeof(TensorWrap)) return ::operator new(n);
+  if (free_list_ == nullptr) {
+    size_t stride = (sizeof(TensorWrap) + alignof(std::max_align_t) - 1) / alignof(std::max_align_t) * alignof(std::max_align_t);
+    char* slab = static_cast<char*>(::operator new(stride * kSlab));
+    for (size_t k = 0; k < kSlab; k++) {
+      auto* node = reinterpret_cast<FreeNode*>(slab + k * stride);
+      node->next = free_list_;
+      free_list_ = node;
+    }
+  }
+  FreeNode* node = free_list_;
+  free_list_ = node->next;
+  return node;
+}
+
+void TensorWrap::operator delete(void* p) {
+  auto* node = static_cast<FreeNode*>(p);
+  node->next = free_list_;
+  free_list_ = node;
+}
+
 int64_t LiveHandles() { return live_.load(); }
 int64_t ReportedBytes() { return reported_.load(); }
 

@@ -19,7 +19,11 @@ Examples:
 `;
 
 export async function parityCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, options: { help: { type: "boolean", short: "h" } }, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { help: { type: "boolean", short: "h" } },
+    allowPositionals: true,
+  });
   if (values.help) {
     console.log(HELP);
     return 0;

@@ -66,7 +66,13 @@ export function compareArrays(
   tol: Tolerance,
 ): Comparison {
   if (actual.length !== expected.length) {
-    return { name, maxAbsError: Number.POSITIVE_INFINITY, worstExcess: Number.POSITIVE_INFINITY, ok: false, note: `length ${actual.length} vs expected ${expected.length}` };
+    return {
+      name,
+      maxAbsError: Number.POSITIVE_INFINITY,
+      worstExcess: Number.POSITIVE_INFINITY,
+      ok: false,
+      note: `length ${actual.length} vs expected ${expected.length}`,
+    };
   }
   let maxAbs = 0;
   let worst = Number.NEGATIVE_INFINITY;
@@ -75,7 +81,13 @@ export function compareArrays(
     const b = Number(expected[i]);
     if (Number.isNaN(b) || Number.isNaN(a)) {
       if (Number.isNaN(a) !== Number.isNaN(b)) {
-        return { name, maxAbsError: Number.NaN, worstExcess: Number.POSITIVE_INFINITY, ok: false, note: `NaN mismatch at index ${i}` };
+        return {
+          name,
+          maxAbsError: Number.NaN,
+          worstExcess: Number.POSITIVE_INFINITY,
+          ok: false,
+          note: `NaN mismatch at index ${i}`,
+        };
       }
       continue;
     }

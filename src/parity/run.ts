@@ -33,12 +33,24 @@ export async function runParityCase(dir: string): Promise<CaseResult> {
   }
   const get = RUNNERS[f.caseName];
   if (!get) {
-    return { dir, caseName: f.caseName, comparisons: [], ok: false, error: `unknown case '${f.caseName}' (known: ${knownCases().join(", ")})` };
+    return {
+      dir,
+      caseName: f.caseName,
+      comparisons: [],
+      ok: false,
+      error: `unknown case '${f.caseName}' (known: ${knownCases().join(", ")})`,
+    };
   }
   try {
     const comparisons = await (await get())(f);
     const ok = comparisons.length > 0 && comparisons.every((c) => c.ok);
-    return { dir, caseName: f.caseName, comparisons, ok, error: comparisons.length === 0 ? "the case compared nothing" : undefined };
+    return {
+      dir,
+      caseName: f.caseName,
+      comparisons,
+      ok,
+      error: comparisons.length === 0 ? "the case compared nothing" : undefined,
+    };
   } catch (e) {
     return { dir, caseName: f.caseName, comparisons: [], ok: false, error: (e as Error).stack ?? String(e) };
   }
@@ -60,10 +72,14 @@ export async function runParity(dirs: string[], log: (s: string) => void = conso
     for (const c of r.comparisons) {
       n++;
       if (!c.ok) failed++;
-      log(`  ${c.ok ? "ok  " : "MISS"} ${c.name}: max abs error ${fmt(c.maxAbsError)}${c.ok ? "" : ` (exceeds tolerance by ${fmt(c.worstExcess)})`}${c.note ? ` — ${c.note}` : ""}`);
+      log(
+        `  ${c.ok ? "ok  " : "MISS"} ${c.name}: max abs error ${fmt(c.maxAbsError)}${c.ok ? "" : ` (exceeds tolerance by ${fmt(c.worstExcess)})`}${c.note ? ` — ${c.note}` : ""}`,
+      );
     }
     allOk &&= r.ok;
   }
-  log(`parity: ${dirs.length} case(s), ${n} output(s) compared, ${failed} outside tolerance — ${allOk ? "all passed" : "FAILED"}`);
+  log(
+    `parity: ${dirs.length} case(s), ${n} output(s) compared, ${failed} outside tolerance — ${allOk ? "all passed" : "FAILED"}`,
+  );
   return allOk;
 }

@@ -1,6 +1,16 @@
 // Element types and devices. Codes are at::ScalarType values, which is what the addon takes.
 
-export type DType = "float32" | "float16" | "bfloat16" | "float64" | "int64" | "int32" | "int16" | "int8" | "uint8" | "bool";
+export type DType =
+  | "float32"
+  | "float16"
+  | "bfloat16"
+  | "float64"
+  | "int64"
+  | "int32"
+  | "int16"
+  | "int8"
+  | "uint8"
+  | "bool";
 
 const CODES: Record<DType, number> = {
   uint8: 0,
@@ -14,7 +24,9 @@ const CODES: Record<DType, number> = {
   bool: 11,
   bfloat16: 15,
 };
-const NAMES: Record<number, DType> = Object.fromEntries(Object.entries(CODES).map(([k, v]) => [v, k as DType]));
+const NAMES: Record<number, DType> = Object.fromEntries(
+  Object.entries(CODES).map(([k, v]) => [v, k as DType]),
+);
 
 export function dtypeCode(d: DType): number {
   const c = CODES[d];
@@ -105,6 +117,7 @@ export function dtypeOfArray(a: AnyTypedArray): DType {
   if (a instanceof Int32Array) return "int32";
   if (a instanceof Int16Array) return "int16";
   if (a instanceof Int8Array) return "int8";
-  if (a instanceof Uint16Array) throw new TypeError("a Uint16Array is ambiguous: pass dtype 'float16' or 'bfloat16'");
+  if (a instanceof Uint16Array)
+    throw new TypeError("a Uint16Array is ambiguous: pass dtype 'float16' or 'bfloat16'");
   return "uint8";
 }

@@ -18,7 +18,15 @@ export interface Conv2dOptions {
 }
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, o: Conv2dOptions = {}): Tensor {
   return new Tensor(
-    N.conv2d(x.handle, weight.handle, bias?.handle ?? null, pair(o.stride ?? 1), pair(o.padding ?? 0), pair(o.dilation ?? 1), o.groups ?? 1),
+    N.conv2d(
+      x.handle,
+      weight.handle,
+      bias?.handle ?? null,
+      pair(o.stride ?? 1),
+      pair(o.padding ?? 0),
+      pair(o.dilation ?? 1),
+      o.groups ?? 1,
+    ),
   );
 }
 export function convTranspose2d(
@@ -41,10 +49,24 @@ export function convTranspose2d(
   );
 }
 
-export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
-  return new Tensor(N.layerNorm(x.handle, normalizedShape, weight?.handle ?? null, bias?.handle ?? null, eps));
+export function layerNorm(
+  x: Tensor,
+  normalizedShape: number[],
+  weight?: Tensor | null,
+  bias?: Tensor | null,
+  eps = 1e-5,
+): Tensor {
+  return new Tensor(
+    N.layerNorm(x.handle, normalizedShape, weight?.handle ?? null, bias?.handle ?? null, eps),
+  );
 }
-export function groupNorm(x: Tensor, groups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+export function groupNorm(
+  x: Tensor,
+  groups: number,
+  weight?: Tensor | null,
+  bias?: Tensor | null,
+  eps = 1e-5,
+): Tensor {
   return new Tensor(N.groupNorm(x.handle, groups, weight?.handle ?? null, bias?.handle ?? null, eps));
 }
 /** Batch norm; in training mode the running statistics (if given) are updated in place. */
@@ -59,7 +81,16 @@ export function batchNorm(
   eps = 1e-5,
 ): Tensor {
   return new Tensor(
-    N.batchNorm(x.handle, weight?.handle ?? null, bias?.handle ?? null, runningMean?.handle ?? null, runningVar?.handle ?? null, training, momentum, eps),
+    N.batchNorm(
+      x.handle,
+      weight?.handle ?? null,
+      bias?.handle ?? null,
+      runningMean?.handle ?? null,
+      runningVar?.handle ?? null,
+      training,
+      momentum,
+      eps,
+    ),
   );
 }
 
@@ -108,23 +139,56 @@ export function interpolate(x: Tensor, o: InterpolateOptions): Tensor {
 }
 
 /** F.pad: `pads` lists (left, right) pairs from the last dimension backwards. */
-export function pad(x: Tensor, pads: number[], mode: "constant" | "reflect" | "replicate" = "constant", value = 0): Tensor {
+export function pad(
+  x: Tensor,
+  pads: number[],
+  mode: "constant" | "reflect" | "replicate" = "constant",
+  value = 0,
+): Tensor {
   return new Tensor(N.pad(x.handle, pads, mode, value));
 }
 
 export function avgPool2d(
   x: Tensor,
   kernel: number | number[],
-  o: { stride?: number | number[]; padding?: number | number[]; ceilMode?: boolean; countIncludePad?: boolean } = {},
+  o: {
+    stride?: number | number[];
+    padding?: number | number[];
+    ceilMode?: boolean;
+    countIncludePad?: boolean;
+  } = {},
 ): Tensor {
-  return new Tensor(N.avgPool2d(x.handle, pair(kernel), pair(o.stride ?? kernel), pair(o.padding ?? 0), o.ceilMode ?? false, o.countIncludePad ?? true));
+  return new Tensor(
+    N.avgPool2d(
+      x.handle,
+      pair(kernel),
+      pair(o.stride ?? kernel),
+      pair(o.padding ?? 0),
+      o.ceilMode ?? false,
+      o.countIncludePad ?? true,
+    ),
+  );
 }
 export function maxPool2d(
   x: Tensor,
   kernel: number | number[],
-  o: { stride?: number | number[]; padding?: number | number[]; dilation?: number | number[]; ceilMode?: boolean } = {},
+  o: {
+    stride?: number | number[];
+    padding?: number | number[];
+    dilation?: number | number[];
+    ceilMode?: boolean;
+  } = {},
 ): Tensor {
-  return new Tensor(N.maxPool2d(x.handle, pair(kernel), pair(o.stride ?? kernel), pair(o.padding ?? 0), pair(o.dilation ?? 1), o.ceilMode ?? false));
+  return new Tensor(
+    N.maxPool2d(
+      x.handle,
+      pair(kernel),
+      pair(o.stride ?? kernel),
+      pair(o.padding ?? 0),
+      pair(o.dilation ?? 1),
+      o.ceilMode ?? false,
+    ),
+  );
 }
 export function adaptiveAvgPool2d(x: Tensor, size: number | number[]): Tensor {
   return new Tensor(N.adaptiveAvgPool2d(x.handle, pair(size)));
@@ -138,7 +202,9 @@ export function unfold(
   kernel: number | number[],
   o: { dilation?: number | number[]; padding?: number | number[]; stride?: number | number[] } = {},
 ): Tensor {
-  return new Tensor(N.im2col(x.handle, pair(kernel), pair(o.dilation ?? 1), pair(o.padding ?? 0), pair(o.stride ?? 1)));
+  return new Tensor(
+    N.im2col(x.handle, pair(kernel), pair(o.dilation ?? 1), pair(o.padding ?? 0), pair(o.stride ?? 1)),
+  );
 }
 /** F.fold: the inverse gathering of `unfold`, summing overlaps. */
 export function fold(
@@ -147,7 +213,16 @@ export function fold(
   kernel: number | number[],
   o: { dilation?: number | number[]; padding?: number | number[]; stride?: number | number[] } = {},
 ): Tensor {
-  return new Tensor(N.col2im(x.handle, pair(outputSize), pair(kernel), pair(o.dilation ?? 1), pair(o.padding ?? 0), pair(o.stride ?? 1)));
+  return new Tensor(
+    N.col2im(
+      x.handle,
+      pair(outputSize),
+      pair(kernel),
+      pair(o.dilation ?? 1),
+      pair(o.padding ?? 0),
+      pair(o.stride ?? 1),
+    ),
+  );
 }
 
 export interface AttentionOptions {
@@ -181,7 +256,12 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions =
     );
   }
   return tidy(() => {
-    const out = new Tensor(N.cat(parts.map((p) => p.handle), -2));
+    const out = new Tensor(
+      N.cat(
+        parts.map((p) => p.handle),
+        -2,
+      ),
+    );
     for (const p of parts) p.dispose();
     return out;
   });
@@ -194,7 +274,15 @@ export function binaryCrossEntropyWithLogits(
   target: Tensor,
   o: { weight?: Tensor; posWeight?: Tensor; reduction?: Reduction } = {},
 ): Tensor {
-  return new Tensor(N.bceWithLogits(input.handle, target.handle, o.weight?.handle ?? null, o.posWeight?.handle ?? null, o.reduction ?? "mean"));
+  return new Tensor(
+    N.bceWithLogits(
+      input.handle,
+      target.handle,
+      o.weight?.handle ?? null,
+      o.posWeight?.handle ?? null,
+      o.reduction ?? "mean",
+    ),
+  );
 }
 /** Cross entropy over class dimension 1 of (N, C, …) logits against int64 targets. */
 export function crossEntropy(
@@ -203,13 +291,36 @@ export function crossEntropy(
   o: { weight?: Tensor; reduction?: Reduction; ignoreIndex?: number; labelSmoothing?: number } = {},
 ): Tensor {
   return new Tensor(
-    N.crossEntropy(input.handle, target.handle, o.weight?.handle ?? null, o.reduction ?? "mean", o.ignoreIndex ?? -100, o.labelSmoothing ?? 0),
+    N.crossEntropy(
+      input.handle,
+      target.handle,
+      o.weight?.handle ?? null,
+      o.reduction ?? "mean",
+      o.ignoreIndex ?? -100,
+      o.labelSmoothing ?? 0,
+    ),
   );
 }
-export function nllLoss(input: Tensor, target: Tensor, o: { weight?: Tensor; reduction?: Reduction; ignoreIndex?: number } = {}): Tensor {
-  return new Tensor(N.nllLoss(input.handle, target.handle, o.weight?.handle ?? null, o.reduction ?? "mean", o.ignoreIndex ?? -100));
+export function nllLoss(
+  input: Tensor,
+  target: Tensor,
+  o: { weight?: Tensor; reduction?: Reduction; ignoreIndex?: number } = {},
+): Tensor {
+  return new Tensor(
+    N.nllLoss(
+      input.handle,
+      target.handle,
+      o.weight?.handle ?? null,
+      o.reduction ?? "mean",
+      o.ignoreIndex ?? -100,
+    ),
+  );
 }
-export function smoothL1Loss(input: Tensor, target: Tensor, o: { reduction?: Reduction; beta?: number } = {}): Tensor {
+export function smoothL1Loss(
+  input: Tensor,
+  target: Tensor,
+  o: { reduction?: Reduction; beta?: number } = {},
+): Tensor {
   return new Tensor(N.smoothL1(input.handle, target.handle, o.reduction ?? "mean", o.beta ?? 1));
 }
 export function mseLoss(input: Tensor, target: Tensor, reduction: Reduction = "mean"): Tensor {

@@ -5,8 +5,14 @@ import { setNumThreads } from "./tensor.js";
 export * from "./dtype.js";
 export * as F from "./functional.js";
 export * from "./io/load.js";
-export { StateDictError, Module, ModuleList, type StateDict, type LoadStateDictOptions } from "./nn/module.js";
 export * as nn from "./nn/layers.js";
+export {
+  type LoadStateDictOptions,
+  Module,
+  ModuleList,
+  type StateDict,
+  StateDictError,
+} from "./nn/module.js";
 export * from "./optim.js";
 export * from "./tensor.js";
 

@@ -18,7 +18,10 @@ function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, "package.json"))) {
     const up = dirname(dir);
-    if (up === dir) throw new Error("dedos: cannot find the package root (package.json) above " + fileURLToPath(import.meta.url));
+    if (up === dir)
+      throw new Error(
+        `dedos: cannot find the package root (package.json) above ${fileURLToPath(import.meta.url)}`,
+      );
     dir = up;
   }
   return dir;
@@ -29,7 +32,9 @@ export const PACKAGE_ROOT = packageRoot();
 function load(): NativeAddon {
   const path = join(PACKAGE_ROOT, "native", "build", "Release", "dedos_native.node");
   if (!existsSync(path)) {
-    throw new Error(`dedos: the native addon is not built (${path} is missing). Run 'make setup' (or 'npm run build:native').`);
+    throw new Error(
+      `dedos: the native addon is not built (${path} is missing). Run 'make setup' (or 'npm run build:native').`,
+    );
   }
   return createRequire(import.meta.url)(path) as NativeAddon;
 }

@@ -35,11 +35,17 @@ abstract class Optimizer {
   protected constructor(kind: string, groups: { params: Tensor[] }[]) {
     for (const [gi, g] of groups.entries()) {
       for (const [pi, p] of g.params.entries()) {
-        if (!p.requiresGrad) throw new Error(`${kind}: parameter ${pi} of group ${gi} does not require grad (frozen parameters do not belong in an optimiser)`);
+        if (!p.requiresGrad)
+          throw new Error(
+            `${kind}: parameter ${pi} of group ${gi} does not require grad (frozen parameters do not belong in an optimiser)`,
+          );
       }
     }
     this.groups = groups;
-    this.handle = N.optimCreate(kind, groups.map((g) => ({ ...g, params: g.params.map((p) => p.handle) })));
+    this.handle = N.optimCreate(
+      kind,
+      groups.map((g) => ({ ...g, params: g.params.map((p) => p.handle) })),
+    );
   }
   /** Applies one update from the parameters' current gradients. */
   step(): void {
@@ -96,5 +102,9 @@ export class SGD extends Optimizer {
 
 /** Scales gradients so that their global norm is at most `maxNorm`; returns the norm before clipping. */
 export function clipGradNorm(params: Tensor[], maxNorm: number, normType = 2): number {
-  return N.clipGradNorm(params.map((p) => p.handle), maxNorm, normType);
+  return N.clipGradNorm(
+    params.map((p) => p.handle),
+    maxNorm,
+    normType,
+  );
 }

@@ -31,7 +31,9 @@ export function tidy<T>(fn: () => T): T {
   }
   scopes.pop();
   if (result instanceof Promise) {
-    throw new Error("tidy(): the function returned a Promise; scopes are synchronous (await outside, tidy inside)");
+    throw new Error(
+      "tidy(): the function returned a Promise; scopes are synchronous (await outside, tidy inside)",
+    );
   }
   const keep = new Set<Tensor>();
   collectTensors(result, keep, 0);
@@ -136,7 +138,9 @@ export class Tensor {
     return N.isContiguous(this.handle);
   }
   toString(): string {
-    return this.isDisposed ? "Tensor(disposed)" : `Tensor(shape=[${this.shape.join(", ")}], dtype=${this.dtype}, device=${this.device})`;
+    return this.isDisposed
+      ? "Tensor(disposed)"
+      : `Tensor(shape=[${this.shape.join(", ")}], dtype=${this.dtype}, device=${this.device})`;
   }
 
   // ---- lifetime ----
@@ -173,7 +177,8 @@ export class Tensor {
   }
   /** Elements as plain numbers (int64 converted with Number()). */
   toArray(): number[] {
-    const a = this.dtype === "float16" || this.dtype === "bfloat16" ? this.toFloat32Array() : this.toTypedArray();
+    const a =
+      this.dtype === "float16" || this.dtype === "bfloat16" ? this.toFloat32Array() : this.toTypedArray();
     return Array.from(a as ArrayLike<number | bigint>, (x) => Number(x));
   }
   /** The value of a one-element tensor. */
@@ -270,11 +275,23 @@ export class Tensor {
   }
   /** Advanced indexing: `t.index([null, idx])` is `t[:, idx]`. */
   index(indices: (Tensor | null)[]): Tensor {
-    return new Tensor(N.index(this.handle, indices.map((x) => (x ? x.handle : null))));
+    return new Tensor(
+      N.index(
+        this.handle,
+        indices.map((x) => (x ? x.handle : null)),
+      ),
+    );
   }
   /** Out-of-place `t[indices] = values` (or `+=` with accumulate). */
   indexPut(indices: (Tensor | null)[], values: Tensor, accumulate = false): Tensor {
-    return new Tensor(N.indexPut(this.handle, indices.map((x) => (x ? x.handle : null)), values.handle, accumulate));
+    return new Tensor(
+      N.indexPut(
+        this.handle,
+        indices.map((x) => (x ? x.handle : null)),
+        values.handle,
+        accumulate,
+      ),
+    );
   }
   gather(dim: number, index: Tensor): Tensor {
     return new Tensor(N.gather(this.handle, dim, index.handle));
@@ -600,7 +617,11 @@ const dev = (o?: TensorOptions) => o?.device ?? null;
  * A tensor from a typed array (copied) or nested number arrays.
  * @example tensor(new Float32Array([1, 2, 3, 4]), [2, 2])
  */
-export function tensor(data: AnyTypedArray | number[] | number[][] | number[][][], shape?: number[], opts: TensorOptions = {}): Tensor {
+export function tensor(
+  data: AnyTypedArray | number[] | number[][] | number[][][],
+  shape?: number[],
+  opts: TensorOptions = {},
+): Tensor {
   let arr: AnyTypedArray;
   let inferred: number[];
   if (ArrayBuffer.isView(data)) {
@@ -687,17 +708,32 @@ export function fullLike(t: Tensor, v: Scalar): Tensor {
 }
 
 export function cat(ts: Tensor[], dim = 0): Tensor {
-  return new Tensor(N.cat(ts.map((t) => t.handle), dim));
+  return new Tensor(
+    N.cat(
+      ts.map((t) => t.handle),
+      dim,
+    ),
+  );
 }
 export function stack(ts: Tensor[], dim = 0): Tensor {
-  return new Tensor(N.stack(ts.map((t) => t.handle), dim));
+  return new Tensor(
+    N.stack(
+      ts.map((t) => t.handle),
+      dim,
+    ),
+  );
 }
 /** Elementwise choice: `cond ? a : b`. */
 export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tensor {
   return new Tensor(N.where(cond.handle, h(a), h(b)));
 }
 export function einsum(equation: string, ...ts: Tensor[]): Tensor {
-  return new Tensor(N.einsum(equation, ts.map((t) => t.handle)));
+  return new Tensor(
+    N.einsum(
+      equation,
+      ts.map((t) => t.handle),
+    ),
+  );
 }
 export function kron(a: Tensor, b: Tensor): Tensor {
   return new Tensor(N.kron(a.handle, b.handle));

@@ -40,13 +40,22 @@ describe("typed array round trips", () => {
       const t = tensor(data as never, [2, 2], { dtype });
       assert.equal(t.dtype, dtype);
       assert.deepEqual(t.shape, [2, 2]);
-      assert.deepEqual(Array.from(t.toTypedArray() as ArrayLike<unknown>), Array.from(data as ArrayLike<unknown>));
+      assert.deepEqual(
+        Array.from(t.toTypedArray() as ArrayLike<unknown>),
+        Array.from(data as ArrayLike<unknown>),
+      );
       t.dispose();
     });
   }
   it("float16 and bfloat16 decode to the right float32 values", () => {
-    assert.deepEqual(tensor(new Uint16Array([0x3c00, 0xc000, 0x7bff]), [3], { dtype: "float16" }).toArray(), [1, -2, 65504]);
-    assert.deepEqual(tensor(new Uint16Array([0x3f80, 0x4049]), [2], { dtype: "bfloat16" }).toArray(), [1, 3.140625]);
+    assert.deepEqual(
+      tensor(new Uint16Array([0x3c00, 0xc000, 0x7bff]), [3], { dtype: "float16" }).toArray(),
+      [1, -2, 65504],
+    );
+    assert.deepEqual(
+      tensor(new Uint16Array([0x3f80, 0x4049]), [2], { dtype: "bfloat16" }).toArray(),
+      [1, 3.140625],
+    );
   });
   it("a byte-count mismatch is an error naming both sizes", () => {
     assert.throws(() => tensor(new Float32Array(5), [2, 3]), /needs 24 bytes but the array holds 20/);
@@ -62,7 +71,10 @@ describe("typed array round trips", () => {
 });
 
 describe("shape and indexing ops", () => {
-  const x = tensor(Float32Array.from({ length: 24 }, (_, i) => i), [2, 3, 4]);
+  const x = tensor(
+    Float32Array.from({ length: 24 }, (_, i) => i),
+    [2, 3, 4],
+  );
   it("view / reshape / permute / transpose / contiguous", () => {
     assert.deepEqual(x.view(6, 4).shape, [6, 4]);
     const p = x.permute(2, 0, 1);
@@ -87,11 +99,15 @@ describe("shape and indexing ops", () => {
     assert.deepEqual(vals(cat([a, b])), [0, 1, 2, 3, 4, 5, 6, 7]);
     assert.deepEqual(stack([a, b], 1).shape, [4, 2]);
     assert.deepEqual(
-      cat([a, b]).split([3, 5]).map((t) => t.numel),
+      cat([a, b])
+        .split([3, 5])
+        .map((t) => t.numel),
       [3, 5],
     );
     assert.deepEqual(
-      cat([a, b]).chunk(3).map((t) => vals(t)),
+      cat([a, b])
+        .chunk(3)
+        .map((t) => vals(t)),
       [
         [0, 1, 2],
         [3, 4, 5],
@@ -154,7 +170,10 @@ describe("math and reductions", () => {
     assert.equal(a.sum().item(), 5);
     assert.deepEqual(vals(a.sum(0)), [5, 3, -3]);
     assert.deepEqual(a.sum(1, true).shape, [2, 1]);
-    assert.deepEqual(vals(a.mean(1)), [2 / 3, 1].map((v) => Math.fround(v)));
+    assert.deepEqual(
+      vals(a.mean(1)),
+      [2 / 3, 1].map((v) => Math.fround(v)),
+    );
     assert.ok(Math.abs(tensor([1, 2, 3, 4]).var().item() - 5 / 3) < 1e-6);
     assert.ok(Math.abs(tensor([1, 2, 3, 4]).var(0, { correction: 0 }).item() - 1.25) < 1e-6);
     assert.equal(a.max().item(), 5);

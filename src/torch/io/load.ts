@@ -24,14 +24,18 @@ export function tensorFromRecord(rec: TensorRecord): Tensor {
   const dtype: DType = rec.dtype === "uint16" ? "int16" : rec.dtype;
   if (rec.dtype === "uint16") {
     // libtorch 1.13 has no uint16: widen to int32 so label maps keep their values (65535 stays 65535).
-    const raw = new Tensor(N.fromMapped(mapping(rec.file), rec.byteOffset, dtypeCode(dtype), rec.shape, rec.strides ?? null));
+    const raw = new Tensor(
+      N.fromMapped(mapping(rec.file), rec.byteOffset, dtypeCode(dtype), rec.shape, rec.strides ?? null),
+    );
     const wide = raw.to("int32");
     raw.dispose();
     const fixed = wide.add(wide.lt(0).to("int32").mul(65536));
     wide.dispose();
     return fixed;
   }
-  return new Tensor(N.fromMapped(mapping(rec.file), rec.byteOffset, dtypeCode(dtype), rec.shape, rec.strides ?? null));
+  return new Tensor(
+    N.fromMapped(mapping(rec.file), rec.byteOffset, dtypeCode(dtype), rec.shape, rec.strides ?? null),
+  );
 }
 
 /** Forgets cached file mappings (tensors already created keep theirs alive). */
@@ -66,7 +70,11 @@ function sniff(file: string): "safetensors" | "torch" {
 }
 
 /** Reads only the records (names, dtypes, shapes) of a checkpoint file of any supported format. */
-export function readCheckpointRecords(file: string): { format: CheckpointFormat; records: Map<string, TensorRecord>; extra: Record<string, unknown> } {
+export function readCheckpointRecords(file: string): {
+  format: CheckpointFormat;
+  records: Map<string, TensorRecord>;
+  extra: Record<string, unknown>;
+} {
   if (sniff(file) === "safetensors") {
     const idx = readSafetensorsIndex(file);
     return { format: "safetensors", records: idx.records, extra: idx.metadata };
@@ -87,7 +95,11 @@ export function loadCheckpoint(file: string): LoadedCheckpoint {
  * Writes tensors to a safetensors file atomically (a temporary file, then rename), so a crash never leaves a
  * half-written file under the final name.
  */
-export function saveSafetensors(file: string, tensors: Map<string, Tensor>, metadata?: Record<string, string>): void {
+export function saveSafetensors(
+  file: string,
+  tensors: Map<string, Tensor>,
+  metadata?: Record<string, string>,
+): void {
   const entries = [...tensors].map(([name, t]) => {
     const dtype = t.dtype;
     return { name, dtype: dtype as Exclude<DType, never>, shape: t.shape, t };

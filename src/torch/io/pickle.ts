@@ -163,7 +163,8 @@ export function toSafeNumber(v: unknown, what: string, source: string): number {
 
 function describe(v: unknown): string {
   if (v === null) return "None";
-  if (v instanceof PickleGlobal || v instanceof PickleObject) return `${v.constructor.name} ${v.qualifiedName}`;
+  if (v instanceof PickleGlobal || v instanceof PickleObject)
+    return `${v.constructor.name} ${v.qualifiedName}`;
   if (v instanceof AllowedGlobal) return `global ${v.module}.${v.name}`;
   if (Array.isArray(v)) return `a sequence of length ${v.length}`;
   if (v instanceof Map) return "a dict";
@@ -173,16 +174,12 @@ function describe(v: unknown): string {
 }
 
 function intList(v: unknown, what: string, source: string): number[] {
-  if (!Array.isArray(v)) throw new Error(`${source}: expected a tuple of ints for ${what}, got ${describe(v)}`);
+  if (!Array.isArray(v))
+    throw new Error(`${source}: expected a tuple of ints for ${what}, got ${describe(v)}`);
   return v.map((x, i) => toSafeNumber(x, `${what}[${i}]`, source));
 }
 
-function rebuildTensor(
-  args: readonly unknown[],
-  ctx: Ctx,
-  fn: string,
-  requiresGrad: boolean,
-): PickledTensor {
+function rebuildTensor(args: readonly unknown[], ctx: Ctx, fn: string, requiresGrad: boolean): PickledTensor {
   const [storage, offsetArg, sizeArg, strideArg] = args;
   if (!(storage instanceof TorchStorage)) {
     throw new Error(`${ctx.source}: ${fn} expects a storage as its first argument, got ${describe(storage)}`);
@@ -241,7 +238,8 @@ function newMapFrom(items: unknown, ctx: Ctx): Map<unknown, unknown> {
     for (const [k, v] of items) m.set(k, v);
     return m;
   }
-  if (!Array.isArray(items)) throw new Error(`${ctx.source}: OrderedDict() expects pairs, got ${describe(items)}`);
+  if (!Array.isArray(items))
+    throw new Error(`${ctx.source}: OrderedDict() expects pairs, got ${describe(items)}`);
   for (const pair of items) {
     if (!Array.isArray(pair) || pair.length !== 2) {
       throw new Error(`${ctx.source}: OrderedDict() expects pairs, got ${describe(pair)}`);
@@ -264,7 +262,9 @@ const ALLOWED: Record<string, Ctor> = {
   "builtins.set": (args, _kw, ctx) => toSet(args[0], ctx),
   "builtins.frozenset": (args, _kw, ctx) => toSet(args[0], ctx),
   "builtins.slice": (args) =>
-    args.length === 1 ? new PickleSlice(null, args[0], null) : new PickleSlice(args[0], args[1], args[2] ?? null),
+    args.length === 1
+      ? new PickleSlice(null, args[0], null)
+      : new PickleSlice(args[0], args[1], args[2] ?? null),
   "builtins.bytearray": (args, _kw, ctx) => encodeBytes(args, ctx),
   "builtins.bytes": (args, _kw, ctx) => encodeBytes(args, ctx),
   "_codecs.encode": (args, _kw, ctx) => encodeBytes(args, ctx),
@@ -307,7 +307,9 @@ function encodeBytes(args: readonly unknown[], ctx: Ctx): Buffer {
   if (value instanceof Uint8Array) return Buffer.from(value);
   if (Array.isArray(value)) return Buffer.from(value.map((x) => toSafeNumber(x, "byte", ctx.source)));
   if (typeof value === "string") {
-    const enc = String(encoding ?? "utf-8").toLowerCase().replace(/_/g, "-");
+    const enc = String(encoding ?? "utf-8")
+      .toLowerCase()
+      .replace(/_/g, "-");
     if (enc === "latin1" || enc === "latin-1" || enc === "iso-8859-1") return Buffer.from(value, "latin1");
     if (enc === "utf-8" || enc === "utf8") return Buffer.from(value, "utf8");
     if (enc === "ascii") return Buffer.from(value, "ascii");
@@ -335,8 +337,6 @@ export interface UnpickleOptions {
 
 /** Thrown when the pickle data ends before STOP (the file is truncated, or more data is needed). */
 export class PickleEOFError extends Error {}
-
-const MARK = Symbol("mark");
 
 export interface UnpickleResult {
   value: unknown;
@@ -374,7 +374,9 @@ export function unpickleAt(data: Uint8Array, offset: number, opts: UnpickleOptio
   const readLine = (): string => {
     const nl = buf.indexOf(0x0a, pos);
     if (nl < 0) {
-      throw new PickleEOFError(`${source}: pickle data ends unexpectedly at byte ${n} (no newline after byte ${pos})`);
+      throw new PickleEOFError(
+        `${source}: pickle data ends unexpectedly at byte ${n} (no newline after byte ${pos})`,
+      );
     }
     const s = buf.toString("latin1", pos, nl);
     pos = nl + 1;
@@ -439,8 +441,13 @@ export function unpickleAt(data: Uint8Array, offset: number, opts: UnpickleOptio
     if (items.length % 2 !== 0) fail("SETITEMS needs key/value pairs");
     let m: Map<unknown, unknown>;
     if (target instanceof Map) m = target;
-    else if (target instanceof PickleObject) m = target.dictItems ??= new Map();
-    else return fail(`cannot set items on ${describe(target)}`);
+    else if (target instanceof PickleObject) {
+      target.dictItems ??= new Map();
+      m = target.dictItems;
+    } else {
+      fail(`cannot set items on ${describe(target)}`);
+      return;
+    }
     for (let i = 0; i < items.length; i += 2) m.set(items[i], items[i + 1]);
   };
   const appendItems = (target: unknown, items: unknown[]): void => {
@@ -448,7 +455,8 @@ export function unpickleAt(data: Uint8Array, offset: number, opts: UnpickleOptio
       if (Object.isFrozen(target)) fail("cannot append to a tuple");
       for (const x of items) target.push(x);
     } else if (target instanceof PickleObject) {
-      (target.listItems ??= []).push(...items);
+      target.listItems ??= [];
+      target.listItems.push(...items);
     } else {
       fail(`cannot append to ${describe(target)}`);
     }
@@ -709,6 +717,21 @@ export function unpickleAt(data: Uint8Array, offset: number, opts: UnpickleOptio
         stack.push(call(cls, args, kwargs instanceof Map ? kwargs : undefined));
         break;
       }
+      case 0x69: {
+        // INST (protocol 0/1 instance): "module\nname\n" applied to the items above the mark
+        const module = readLine();
+        const name = readLine();
+        const args = popMark();
+        stack.push(call(resolveGlobal(module, name), args));
+        break;
+      }
+      case 0x6f: {
+        // OBJ (protocol 1 instance): class and arguments above the mark
+        const items = popMark();
+        if (items.length === 0) fail("OBJ without a class");
+        stack.push(call(items[0], items.slice(1)));
+        break;
+      }
       case 0x62: {
         // BUILD: store the state; nothing's __setstate__ is ever run.
         const state = pop();
@@ -763,7 +786,9 @@ function parseIndex(s: string, fail: (msg: string) => never): number {
 }
 
 function decodeRawUnicodeEscape(s: string): string {
-  return s.replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_m, a: string | undefined, b: string | undefined) =>
-    String.fromCodePoint(Number.parseInt((a ?? b)!, 16)),
+  return s.replace(
+    /\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g,
+    (_m, a: string | undefined, b: string | undefined) =>
+      String.fromCodePoint(Number.parseInt((a ?? b)!, 16)),
   );
 }

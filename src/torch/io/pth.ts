@@ -8,15 +8,22 @@ import {
   PickledTensor,
   PickleEOFError,
   PickleObject,
-  type UnpickleOptions,
   TorchStorage,
   TorchStorageType,
   toSafeNumber,
+  type UnpickleOptions,
   unpickle,
   unpickleAt,
 } from "./pickle.js";
 import { readBytes, type TensorRecord } from "./records.js";
-import { type ZipArchive, type ZipEntry, isZipFile, readEntry, readZipArchive, storedEntryRange } from "./zip.js";
+import {
+  isZipFile,
+  readEntry,
+  readZipArchive,
+  storedEntryRange,
+  type ZipArchive,
+  type ZipEntry,
+} from "./zip.js";
 
 export type TorchCheckpointFormat = "zip" | "legacy" | "torchscript";
 
@@ -80,9 +87,13 @@ export function loadTorchPickle(file: string, opts: ReadTorchCheckpointOptions =
   if (isZipFile(file)) return loadZip(file, opts);
   if (head.length >= 2 && head[0] === 0x80) return loadLegacy(file, opts);
   if (head.length >= 262 && head.toString("latin1", 257, 262) === "ustar") {
-    throw new Error(`${file}: tar-format checkpoints (PyTorch < 0.4) are not supported; re-save it with a newer PyTorch`);
+    throw new Error(
+      `${file}: tar-format checkpoints (PyTorch < 0.4) are not supported; re-save it with a newer PyTorch`,
+    );
   }
-  throw new Error(`${file}: not a PyTorch checkpoint (neither a ZIP archive nor a legacy pickle; ${head.length} bytes read)`);
+  throw new Error(
+    `${file}: not a PyTorch checkpoint (neither a ZIP archive nor a legacy pickle; ${head.length} bytes read)`,
+  );
 }
 
 function storageFromPid(
@@ -125,7 +136,9 @@ function findDataPkl(zip: ZipArchive): ZipEntry {
   }
   if (!best) {
     const names = [...zip.entries.keys()].slice(0, 5).join(", ");
-    throw new Error(`${zip.file}: ZIP archive without a data.pkl, not a PyTorch checkpoint (entries: ${names})`);
+    throw new Error(
+      `${zip.file}: ZIP archive without a data.pkl, not a PyTorch checkpoint (entries: ${names})`,
+    );
   }
   return best;
 }
@@ -138,11 +151,14 @@ function loadZip(file: string, opts: ReadTorchCheckpointOptions): TorchPickleCon
   if (byteorder) {
     const order = readEntry(zip, byteorder).toString("latin1").trim();
     if (order !== "little") {
-      throw new Error(`${file}: the checkpoint was written on a ${order}-endian machine (byteorder "${order}"); only little-endian checkpoints are supported`);
+      throw new Error(
+        `${file}: the checkpoint was written on a ${order}-endian machine (byteorder "${order}"); only little-endian checkpoints are supported`,
+      );
     }
   }
   const torchscript =
-    zip.entries.has(`${prefix}constants.pkl`) || [...zip.entries.keys()].some((n) => n.startsWith(`${prefix}code/`));
+    zip.entries.has(`${prefix}constants.pkl`) ||
+    [...zip.entries.keys()].some((n) => n.startsWith(`${prefix}code/`));
   const format: TorchCheckpointFormat = torchscript ? "torchscript" : "zip";
 
   const load = (entry: ZipEntry, dataDir: string): unknown => {
@@ -153,11 +169,14 @@ function loadZip(file: string, opts: ReadTorchCheckpointOptions): TorchPickleCon
       const cached = cache.get(s.key);
       if (cached) return cached;
       const name = `${prefix}${dataDir}/${s.key}`;
-      if (!zip.entries.has(name)) throw new Error(`${file}: storage "${s.key}" is missing (no entry "${name}")`);
+      if (!zip.entries.has(name))
+        throw new Error(`${file}: storage "${s.key}" is missing (no entry "${name}")`);
       const range = storedEntryRange(zip, name);
       const want = s.numel * s.type.itemSize;
       if (range.length < want) {
-        throw new Error(`${file}: entry "${name}" has ${range.length} bytes but storage "${s.key}" (torch.${s.type.name}, ${s.numel} elements) needs ${want}`);
+        throw new Error(
+          `${file}: entry "${name}" has ${range.length} bytes but storage "${s.key}" (torch.${s.type.name}, ${s.numel} elements) needs ${want}`,
+        );
       }
       const storage = new TorchStorage(file, s.key, s.type, range.offset, s.numel, s.location);
       cache.set(s.key, storage);
@@ -214,7 +233,9 @@ function readScriptClasses(zip: ZipArchive, prefix: string): Map<string, ScriptC
       }
       const list = /^\s+__(parameters|buffers)__\s*=\s*\[(.*)\]\s*$/.exec(line);
       if (list) {
-        const names = [...list[2]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\(.)/g, "$1"));
+        const names = [...list[2]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) =>
+          m[1]!.replace(/\\(.)/g, "$1"),
+        );
         if (list[1] === "parameters") current.parameters = names;
         else current.buffers = names;
       }
@@ -252,11 +273,18 @@ function loadLegacy(file: string, opts: ReadTorchCheckpointOptions): TorchPickle
   }
 }
 
-function parseLegacy(file: string, data: Buffer, size: number, opts: ReadTorchCheckpointOptions): TorchPickleContents {
+function parseLegacy(
+  file: string,
+  data: Buffer,
+  size: number,
+  opts: ReadTorchCheckpointOptions,
+): TorchPickleContents {
   const source = file;
   const magic = unpickleAt(data, 0, { source });
   if (magic.value !== LEGACY_MAGIC) {
-    throw new Error(`${file}: not a PyTorch checkpoint (a pickle, but without torch.save's legacy magic number)`);
+    throw new Error(
+      `${file}: not a PyTorch checkpoint (a pickle, but without torch.save's legacy magic number)`,
+    );
   }
   const version = unpickleAt(data, magic.end, { source });
   if (version.value !== LEGACY_PROTOCOL_VERSION) {
@@ -264,7 +292,9 @@ function parseLegacy(file: string, data: Buffer, size: number, opts: ReadTorchCh
   }
   const sysInfo = unpickleAt(data, version.end, { source });
   if (sysInfo.value instanceof Map && sysInfo.value.get("little_endian") === false) {
-    throw new Error(`${file}: the checkpoint was written on a big-endian machine; only little-endian checkpoints are supported`);
+    throw new Error(
+      `${file}: the checkpoint was written on a big-endian machine; only little-endian checkpoints are supported`,
+    );
   }
   const objStart = sysInfo.end;
 
@@ -278,7 +308,8 @@ function parseLegacy(file: string, data: Buffer, size: number, opts: ReadTorchCh
   const uopts = { source, onUnknownGlobal: opts.onUnknownGlobal };
   const pass1 = unpickleAt(data, objStart, { ...uopts, persistentLoad: scan });
   const keysPickle = unpickleAt(data, pass1.end, { source });
-  if (!Array.isArray(keysPickle.value)) throw new Error(`${file}: corrupt legacy checkpoint (no storage key list)`);
+  if (!Array.isArray(keysPickle.value))
+    throw new Error(`${file}: corrupt legacy checkpoint (no storage key list)`);
 
   // The raw storages follow in key-list order, each as an int64 element count and the bytes.
   const offsets = new Map<string, number>();
@@ -289,17 +320,26 @@ function parseLegacy(file: string, data: Buffer, size: number, opts: ReadTorchCh
     for (const k of keysPickle.value) {
       const key = String(k);
       const root = roots.get(key);
-      if (!root) throw new Error(`${file}: storage "${key}" is listed but its type is unknown (not used by any tensor)`);
+      if (!root)
+        throw new Error(
+          `${file}: storage "${key}" is listed but its type is unknown (not used by any tensor)`,
+        );
       if (pos + 8 > size || readSync(fd, countBuf, 0, 8, pos) < 8) {
-        throw new Error(`${file}: storage "${key}" header at byte ${pos} is past the end of the file (${size} bytes; truncated file?)`);
+        throw new Error(
+          `${file}: storage "${key}" header at byte ${pos} is past the end of the file (${size} bytes; truncated file?)`,
+        );
       }
       const count = toSafeNumber(countBuf.readBigInt64LE(0), `element count of storage "${key}"`, file);
       if (count !== root.numel) {
-        throw new Error(`${file}: storage "${key}" has ${count} elements in the file but ${root.numel} in the pickle (corrupt file?)`);
+        throw new Error(
+          `${file}: storage "${key}" has ${count} elements in the file but ${root.numel} in the pickle (corrupt file?)`,
+        );
       }
       const end = pos + 8 + count * root.type.itemSize;
       if (end > size) {
-        throw new Error(`${file}: storage "${key}" ends at byte ${end} but the file has ${size} bytes (truncated file?)`);
+        throw new Error(
+          `${file}: storage "${key}" ends at byte ${end} but the file has ${size} bytes (truncated file?)`,
+        );
       }
       offsets.set(key, pos + 8);
       pos = end;
@@ -386,7 +426,13 @@ function flattenValue(v: unknown, prefix: string, out: FlatOut, depth: number, v
     return;
   }
   const topLevelDict = depth === 0 && v instanceof Map;
-  if (depth > MAX_DEPTH || v === null || typeof v !== "object" || visiting.has(v) || (!topLevelDict && !containsTensor(v))) {
+  if (
+    depth > MAX_DEPTH ||
+    v === null ||
+    typeof v !== "object" ||
+    visiting.has(v) ||
+    (!topLevelDict && !containsTensor(v))
+  ) {
     out.extra[prefix] = v;
     return;
   }
@@ -399,7 +445,7 @@ function flattenValue(v: unknown, prefix: string, out: FlatOut, depth: number, v
         else flattenValue(x, join(prefix, ks), out, depth + 1, visiting);
       }
     } else if (Array.isArray(v)) {
-      v.forEach((x, i) => flattenValue(x, join(prefix, String(i)), out, depth + 1, visiting));
+      for (const [i, x] of v.entries()) flattenValue(x, join(prefix, String(i)), out, depth + 1, visiting);
     } else {
       flattenPickledModule(moduleState(v)!, prefix, out, depth, visiting);
     }
@@ -464,7 +510,8 @@ function flattenScriptModule(
   } else {
     // No code for this class: take every tensor-valued attribute.
     for (const [k, v] of state) {
-      if (typeof k === "string" && k !== "training" && v instanceof PickledTensor) records.set(join(prefix, k), v.record);
+      if (typeof k === "string" && k !== "training" && v instanceof PickledTensor)
+        records.set(join(prefix, k), v.record);
     }
   }
   for (const [k, v] of state) {

@@ -66,7 +66,10 @@ export function readBytes(file: string, position: number, length: number): Buffe
     let got = 0;
     while (got < length) {
       const n = readSync(fd, buf, got, length - got, position + got);
-      if (n === 0) throw new Error(`${file}: unexpected end of file at byte ${position + got} (wanted ${length} bytes from ${position})`);
+      if (n === 0)
+        throw new Error(
+          `${file}: unexpected end of file at byte ${position + got} (wanted ${length} bytes from ${position})`,
+        );
       got += n;
     }
     return buf;
@@ -105,8 +108,10 @@ export type AnyTypedArray =
 export function readRecord(rec: TensorRecord): AnyTypedArray {
   const size = STORED_ITEM_SIZE[rec.dtype];
   const n = numelOf(rec.shape);
-  if (rec.strides && rec.strides.some((s, i) => s !== contiguousStrides(rec.shape)[i] && rec.shape[i] !== 1)) {
-    throw new Error(`${rec.file}: readRecord needs a contiguous tensor (shape ${JSON.stringify(rec.shape)}, strides ${JSON.stringify(rec.strides)})`);
+  if (rec.strides?.some((s, i) => s !== contiguousStrides(rec.shape)[i] && rec.shape[i] !== 1)) {
+    throw new Error(
+      `${rec.file}: readRecord needs a contiguous tensor (shape ${JSON.stringify(rec.shape)}, strides ${JSON.stringify(rec.strides)})`,
+    );
   }
   const buf = readBytes(rec.file, rec.byteOffset, n * size);
   const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);

@@ -1,7 +1,7 @@
 // The safetensors container: 8-byte little-endian header length, a JSON header, then raw little-endian bytes.
 // This file only parses and writes the container; turning records into tensors is the tensor layer's job.
 import { statSync } from "node:fs";
-import { readBytes, STORED_ITEM_SIZE, type StoredDType, type TensorRecord, numelOf } from "./records.js";
+import { numelOf, readBytes, STORED_ITEM_SIZE, type StoredDType, type TensorRecord } from "./records.js";
 
 const DTYPE_FROM_ST: Record<string, StoredDType> = {
   F64: "float64",
@@ -31,7 +31,8 @@ export function readSafetensorsIndex(file: string): SafetensorsIndex {
   const size = statSync(file).size;
   if (size < 8) throw new Error(`${file}: not a safetensors file (only ${size} bytes)`);
   const n = Number(readBytes(file, 0, 8).readBigUInt64LE(0));
-  if (n <= 0 || 8 + n > size) throw new Error(`${file}: not a safetensors file (header length ${n}, file size ${size})`);
+  if (n <= 0 || 8 + n > size)
+    throw new Error(`${file}: not a safetensors file (header length ${n}, file size ${size})`);
   let header: Record<string, unknown>;
   try {
     header = JSON.parse(readBytes(file, 8, n).toString("utf8"));
@@ -52,10 +53,14 @@ export function readSafetensorsIndex(file: string): SafetensorsIndex {
     const [begin, end] = e.data_offsets;
     const want = numelOf(e.shape) * STORED_ITEM_SIZE[dtype];
     if (end - begin !== want) {
-      throw new Error(`${file}: tensor "${name}" spans ${end - begin} bytes but shape ${JSON.stringify(e.shape)} × ${e.dtype} needs ${want}`);
+      throw new Error(
+        `${file}: tensor "${name}" spans ${end - begin} bytes but shape ${JSON.stringify(e.shape)} × ${e.dtype} needs ${want}`,
+      );
     }
     if (dataStart + end > size) {
-      throw new Error(`${file}: tensor "${name}" ends at byte ${dataStart + end} but the file has ${size} bytes (truncated file?)`);
+      throw new Error(
+        `${file}: tensor "${name}" ends at byte ${dataStart + end} but the file has ${size} bytes (truncated file?)`,
+      );
     }
     records.set(name, { dtype, shape: e.shape, file, byteOffset: dataStart + begin, byteLength: want });
   }

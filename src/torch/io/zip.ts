@@ -45,7 +45,9 @@ function readAt(fd: number, file: string, position: number, length: number): Buf
   while (got < length) {
     const n = readSync(fd, buf, got, length - got, position + got);
     if (n === 0) {
-      throw new Error(`${file}: unexpected end of file at byte ${position + got} (wanted ${length} bytes from ${position})`);
+      throw new Error(
+        `${file}: unexpected end of file at byte ${position + got} (wanted ${length} bytes from ${position})`,
+      );
     }
     got += n;
   }
@@ -82,7 +84,9 @@ interface EndRecord {
 
 function findEnd(fd: number, file: string, size: number): EndRecord {
   if (size < EOCD_SIZE) {
-    throw new Error(`${file}: not a ZIP archive or truncated (only ${size} bytes, no end-of-central-directory record)`);
+    throw new Error(
+      `${file}: not a ZIP archive or truncated (only ${size} bytes, no end-of-central-directory record)`,
+    );
   }
   const tailLen = Math.min(size, EOCD_SIZE + MAX_COMMENT);
   const tailStart = size - tailLen;
@@ -170,7 +174,8 @@ export function readZipArchive(file: string): ZipArchive {
         if (id === 0x0001) {
           let q = x + 4;
           const take = (what: string): number => {
-            if (q + 8 > x + 4 + len) throw new Error(`${file}: entry "${name}" has a short ZIP64 extra field`);
+            if (q + 8 > x + 4 + len)
+              throw new Error(`${file}: entry "${name}" has a short ZIP64 extra field`);
             const v = u64(cd, q, file, `${what} of "${name}"`);
             q += 8;
             return v;
@@ -200,11 +205,15 @@ export function readZipArchive(file: string): ZipArchive {
     const lh = Buffer.allocUnsafe(30);
     for (const e of entries.values()) {
       if (e.localHeaderOffset + 30 > size) {
-        throw new Error(`${file}: entry "${e.name}" starts at byte ${e.localHeaderOffset} past the end of the file (${size} bytes)`);
+        throw new Error(
+          `${file}: entry "${e.name}" starts at byte ${e.localHeaderOffset} past the end of the file (${size} bytes)`,
+        );
       }
       const n = readSync(fd, lh, 0, 30, e.localHeaderOffset);
       if (n < 30 || lh.readUInt32LE(0) !== SIG_LOCAL) {
-        throw new Error(`${file}: corrupt ZIP local header for entry "${e.name}" at byte ${e.localHeaderOffset}`);
+        throw new Error(
+          `${file}: corrupt ZIP local header for entry "${e.name}" at byte ${e.localHeaderOffset}`,
+        );
       }
       e.dataOffset = e.localHeaderOffset + 30 + lh.readUInt16LE(26) + lh.readUInt16LE(28);
       if (e.dataOffset + e.compressedSize > size) {
@@ -266,9 +275,12 @@ export function readEntry(zip: ZipArchive, entry: ZipEntry | string): Buffer {
     throw new Error(`${zip.file}: entry "${e.name}" uses unsupported ZIP compression method ${e.method}`);
   }
   if (data.length !== e.uncompressedSize) {
-    throw new Error(`${zip.file}: entry "${e.name}" has ${data.length} bytes, the directory says ${e.uncompressedSize}`);
+    throw new Error(
+      `${zip.file}: entry "${e.name}" has ${data.length} bytes, the directory says ${e.uncompressedSize}`,
+    );
   }
-  if (crc32(data) !== e.crc32) throw new Error(`${zip.file}: entry "${e.name}" fails its CRC-32 check (corrupt file?)`);
+  if (crc32(data) !== e.crc32)
+    throw new Error(`${zip.file}: entry "${e.name}" fails its CRC-32 check (corrupt file?)`);
   return data;
 }
 
@@ -276,7 +288,10 @@ export function readEntry(zip: ZipArchive, entry: ZipEntry | string): Buffer {
  * Where a stored entry's bytes are in the file, for memory-mapping. Throws (naming the file and entry) if
  * the entry is compressed, since compressed tensor data cannot be mapped in place.
  */
-export function storedEntryRange(zip: ZipArchive, entry: ZipEntry | string): { offset: number; length: number } {
+export function storedEntryRange(
+  zip: ZipArchive,
+  entry: ZipEntry | string,
+): { offset: number; length: number } {
   const e = getEntry(zip, entry);
   if (e.method !== ZIP_STORED) {
     const how = e.method === ZIP_DEFLATED ? "deflate-compressed" : `compressed (method ${e.method})`;

@@ -43,7 +43,13 @@ export interface Conv2dConfig extends F.Conv2dOptions {
 /** 2-d convolution; weight (out, in/groups, kh, kw). */
 export class Conv2d extends Module {
   readonly opts: F.Conv2dOptions;
-  constructor(inCh: number, outCh: number, kernel: number | [number, number], c: Conv2dConfig = {}, o: InitOptions = {}) {
+  constructor(
+    inCh: number,
+    outCh: number,
+    kernel: number | [number, number],
+    c: Conv2dConfig = {},
+    o: InitOptions = {},
+  ) {
     super();
     const [kh, kw] = typeof kernel === "number" ? [kernel, kernel] : kernel;
     const groups = c.groups ?? 1;
@@ -72,7 +78,13 @@ export class ConvTranspose2d extends Module {
     const bound = 1 / Math.sqrt((outCh / groups) * kernel * kernel);
     this.param("weight", uniformInit([inCh, outCh / groups, kernel, kernel], bound, o.generator));
     this.param("bias", c.bias === false ? null : uniformInit([outCh], bound, o.generator));
-    this.opts = { stride: c.stride, padding: c.padding, dilation: c.dilation, groups, outputPadding: c.outputPadding };
+    this.opts = {
+      stride: c.stride,
+      padding: c.padding,
+      dilation: c.dilation,
+      groups,
+      outputPadding: c.outputPadding,
+    };
   }
   forward(x: Tensor): Tensor {
     return F.convTranspose2d(x, this.get("weight"), this.has("bias") ? this.get("bias") : null, this.opts);
@@ -111,7 +123,13 @@ export class GroupNorm extends Module {
     this.param("bias", affine ? zeros([channels]) : null);
   }
   forward(x: Tensor): Tensor {
-    return F.groupNorm(x, this.groups, this.has("weight") ? this.get("weight") : null, this.has("bias") ? this.get("bias") : null, this.eps);
+    return F.groupNorm(
+      x,
+      this.groups,
+      this.has("weight") ? this.get("weight") : null,
+      this.has("bias") ? this.get("bias") : null,
+      this.eps,
+    );
   }
 }
 
@@ -131,7 +149,16 @@ export class BatchNorm2d extends Module {
   }
   forward(x: Tensor): Tensor {
     if (this.training) this.get("num_batches_tracked").add_(1);
-    return F.batchNorm(x, this.get("running_mean"), this.get("running_var"), this.get("weight"), this.get("bias"), this.training, this.momentum, this.eps);
+    return F.batchNorm(
+      x,
+      this.get("running_mean"),
+      this.get("running_var"),
+      this.get("weight"),
+      this.get("bias"),
+      this.training,
+      this.momentum,
+      this.eps,
+    );
   }
 }
 
@@ -185,7 +212,8 @@ export class MultiheadAttention extends Module {
     o: InitOptions = {},
   ) {
     super();
-    if (embedDim % numHeads !== 0) throw new Error(`MultiheadAttention: embedDim ${embedDim} is not divisible by ${numHeads} heads`);
+    if (embedDim % numHeads !== 0)
+      throw new Error(`MultiheadAttention: embedDim ${embedDim} is not divisible by ${numHeads} heads`);
     // xavier_uniform_ on the packed projection, zero biases: PyTorch's _reset_parameters.
     const bound = Math.sqrt(6 / (embedDim + 3 * embedDim));
     this.param("in_proj_weight", uniformInit([3 * embedDim, embedDim], bound, o.generator));
@@ -200,7 +228,11 @@ export class MultiheadAttention extends Module {
       const H = this.numHeads;
       const d = E / H;
       const qkv = F.linear(x, this.get("in_proj_weight"), this.get("in_proj_bias")); // (L, B, 3E)
-      const [q, k, v] = qkv.chunk(3, -1).map((t) => t.reshape(L, B * H, d).transpose(0, 1)) as [Tensor, Tensor, Tensor]; // (B·H, L, d)
+      const [q, k, v] = qkv.chunk(3, -1).map((t) => t.reshape(L, B * H, d).transpose(0, 1)) as [
+        Tensor,
+        Tensor,
+        Tensor,
+      ]; // (B·H, L, d)
       const o = F.attention(q, k, v, { mask }); // (B·H, L, d)
       return this.outProj.forward(o.transpose(0, 1).reshape(L, B, E));
     });

@@ -14,12 +14,16 @@ export class StateDictError extends Error {
     readonly shapeMismatches: { key: string; expected: number[]; got: number[] }[],
   ) {
     const lines: string[] = [];
-    const list = (xs: string[]) => (xs.length > 12 ? [...xs.slice(0, 12), `… ${xs.length - 12} more`] : xs).join(", ");
+    const list = (xs: string[]) =>
+      (xs.length > 12 ? [...xs.slice(0, 12), `… ${xs.length - 12} more`] : xs).join(", ");
     for (const m of shapeMismatches) {
-      lines.push(`  ${m.key}: the model expects shape [${m.expected.join(", ")}], ${source} has [${m.got.join(", ")}]`);
+      lines.push(
+        `  ${m.key}: the model expects shape [${m.expected.join(", ")}], ${source} has [${m.got.join(", ")}]`,
+      );
     }
     if (missing.length) lines.push(`  missing in ${source} (${missing.length}): ${list(missing)}`);
-    if (unexpected.length) lines.push(`  unexpected in ${source} (${unexpected.length}): ${list(unexpected)}`);
+    if (unexpected.length)
+      lines.push(`  unexpected in ${source} (${unexpected.length}): ${list(unexpected)}`);
     super(`state dict from ${source} does not fit the model:\n${lines.join("\n")}`);
     this.name = "StateDictError";
   }
@@ -86,7 +90,8 @@ export abstract class Module {
   namedBuffers(prefix = "", persistentOnly = false): [string, Tensor][] {
     const out: [string, Tensor][] = [];
     for (const [p, m] of this.namedModules(prefix)) {
-      for (const [n, b] of m._buffers) if (b.t && (!persistentOnly || b.persistent)) out.push([p ? `${p}.${n}` : n, b.t]);
+      for (const [n, b] of m._buffers)
+        if (b.t && (!persistentOnly || b.persistent)) out.push([p ? `${p}.${n}` : n, b.t]);
     }
     return out;
   }
@@ -106,7 +111,10 @@ export abstract class Module {
    * Copies tensors from `sd` into this module's parameters and buffers (converting dtype and device).
    * Throws a StateDictError naming every missing/unexpected key (when strict) and every shape mismatch.
    */
-  loadStateDict(sd: Map<string, Tensor>, opts: LoadStateDictOptions = {}): { missing: string[]; unexpected: string[] } {
+  loadStateDict(
+    sd: Map<string, Tensor>,
+    opts: LoadStateDictOptions = {},
+  ): { missing: string[]; unexpected: string[] } {
     const strict = opts.strict ?? true;
     const source = opts.source ?? "the state dict";
     const own = this.stateDict();
@@ -115,7 +123,8 @@ export abstract class Module {
     const mismatches: { key: string; expected: number[]; got: number[] }[] = [];
     for (const [k, t] of own) {
       const src = sd.get(k);
-      if (src && !sameShape(t.shape, src.shape)) mismatches.push({ key: k, expected: t.shape, got: src.shape });
+      if (src && !sameShape(t.shape, src.shape))
+        mismatches.push({ key: k, expected: t.shape, got: src.shape });
     }
     if (mismatches.length || (strict && (missing.length || unexpected.length))) {
       throw new StateDictError(source, strict ? missing : [], strict ? unexpected : [], mismatches);
@@ -209,7 +218,7 @@ export class ModuleList<M extends Module = Module> extends Module {
   constructor(items: M[]) {
     super();
     this.items = items;
-    items.forEach((m, i) => this.child(String(i), m));
+    for (const [i, m] of items.entries()) this.child(String(i), m);
   }
   get length(): number {
     return this.items.length;

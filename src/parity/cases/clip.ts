@@ -1,0 +1,165 @@
+// Parity cases "clip_text" and "clip_vision": the CLIP towers built from case.json, weights loaded from the
+// fixture file by the same strict loader real checkpoints use (`loadClipWeights` over `loadCheckpoint`),
+// every `outputs.*` tensor and the intermediates compared under the case tolerance.
+import type { ClipTextConfig, ClipVisionConfig } from "../../clip/config.js";
+import { loadClipWeights } from "../../clip/model.js";
+import { ClipTextEncoder } from "../../clip/text.js";
+import { ClipVisionEncoder, normalizeClipPixels, resizeForClip } from "../../clip/vision.js";
+import { tensorFromRecord } from "../../torch/io/load.js";
+import { dispose, noGrad, type Tensor, tidy } from "../../torch/tensor.js";
+import { type Comparison, compareArrays, type Fixture, fixtureArray } from "../fixture.js";
+
+/** case.json config fields carry explanations after the name ("input_resolution (pretraining; …)"). */
+function cfg<T = number>(f: Fixture, name: string): T {
+  const config = f.json.config as Record<string, unknown>;
+  for (const [k, v] of Object.entries(config)) {
+    if (k === name || k.startsWith(`${name} `)) return v as T;
+  }
+  throw new Error(`${f.dir}/case.json: config has no "${name}"`);
+}
+
+/** Compares tensors against the fixture's expected arrays and checks that every `outputs.*` was compared. */
+class Checker {
+  readonly results: Comparison[] = [];
+  private readonly seen = new Set<string>();
+  constructor(private readonly f: Fixture) {}
+
+  check(name: string, actual: Tensor): void {
+    this.seen.add(name);
+    const rec = this.f.records.get(name);
+    if (!rec) {
+      this.results.push({ name, maxAbsError: Number.NaN, worstExcess: Number.POSITIVE_INFINITY, ok: false, note: "not in the fixture" });
+      return;
+    }
+    if (rec.shape.join(",") !== actual.shape.join(",")) {
+      this.results.push({
+        name,
+        maxAbsError: Number.POSITIVE_INFINITY,
+        worstExcess: Number.POSITIVE_INFINITY,
+        ok: false,
+        note: `shape [${actual.shape.join(", ")}], expected [${rec.shape.join(", ")}]`,
+      });
+      return;
+    }
+    const got = tidy(() => actual.contiguous().toFloat32Array());
+    this.results.push(compareArrays(name, got, fixtureArray(this.f, name), this.f.tolerance));
+  }
+
+  /** A failing entry for every expected output nobody compared (a new fixture output must not pass silently). */
+  finish(): Comparison[] {
+    for (const name of this.f.records.keys()) {
+      if (name.startsWith("outputs.") && !this.seen.has(name)) {
+        this.results.push({ name, maxAbsError: Number.NaN, worstExcess: Number.POSITIVE_INFINITY, ok: false, note: "output not compared" });
+      }
+    }
+    return this.results;
+  }
+}
+
+function input(f: Fixture, name: string): Tensor {
+  const rec = f.records.get(name);
+  if (!rec) throw new Error(`${f.tensorsFile}: no tensor "${name}"`);
+  return tensorFromRecord(rec);
+}
+
+/**
+ * Loads `<prefix>*` of the fixture file into `module` through the checkpoint loader's path: the file's
+ * safetensors records mapped as tensors (what `loadCheckpoint` does for safetensors), then `loadClipWeights`.
+ * The records come from the fixture index rather than `loadCheckpoint(file)` because the latter's format
+ * sniffing takes a safetensors file whose header length has 0x80 as low byte for a legacy pickle.
+ */
+function loadFixtureWeights(f: Fixture, module: ClipTextEncoder | ClipVisionEncoder, prefix: string): void {
+  const tensors = new Map<string, Tensor>();
+  for (const [k, rec] of f.records) if (k.startsWith(prefix)) tensors.set(k, tensorFromRecord(rec).keep());
+  try {
+    loadClipWeights(module, tensors, { prefix, source: f.tensorsFile });
+  } finally {
+    dispose([...tensors.values()]);
+  }
+}
+
+export function clipTextConfigFromCase(f: Fixture): ClipTextConfig {
+  return {
+    width: cfg(f, "transformer_width"),
+    layers: cfg(f, "transformer_layers"),
+    heads: cfg(f, "transformer_heads"),
+    contextLength: cfg(f, "context_length"),
+    vocabSize: cfg(f, "vocab_size"),
+    embedDim: cfg(f, "embed_dim"),
+  };
+}
+
+export function clipVisionConfigFromCase(f: Fixture): ClipVisionConfig {
+  return {
+    width: cfg(f, "width"),
+    layers: cfg(f, "layers"),
+    heads: cfg(f, "heads"),
+    patchSize: cfg(f, "patch_size"),
+    imageSize: cfg(f, "input_resolution"),
+    outputDim: cfg(f, "output_dim"),
+  };
+}
+
+/** `CLIP.encode_text` on the fixture's token rows, with every block and ln_final / EOT intermediates. */
+export function runClipTextCase(f: Fixture): Comparison[] {
+  const config = clipTextConfigFromCase(f);
+  const model = new ClipTextEncoder(config, { init: "empty" }).eval();
+  try {
+    loadFixtureWeights(f, model, "weights.");
+    const c = new Checker(f);
+    noGrad(() =>
+      tidy(() => {
+        const ids = input(f, "inputs.text"); // (B, Lctx) int64
+        const r = model.forwardDetailed(ids, { blocks: true });
+        c.check("outputs.text_features", r.features);
+        c.check("outputs.text_features_l2norm", r.features.div(r.features.norm(2, -1, true)));
+        c.check("intermediates.x_embed", r.embed);
+        r.blocks.forEach((b, i) => c.check(`intermediates.resblock_${i}`, b));
+        c.check("intermediates.ln_final", r.lnFinal);
+        c.check("intermediates.eot_pooled", r.eotPooled);
+      }),
+    );
+    return c.finish();
+  } finally {
+    model.dispose();
+  }
+}
+
+/**
+ * CATSeg.forward's CLIP part: normalise the raw image, bilinear resize to the run resolution, dense encode
+ * with the hook layers tapped; then the native-resolution dense and pooled outputs.
+ */
+export function runClipVisionCase(f: Fixture): Comparison[] {
+  const config = clipVisionConfigFromCase(f);
+  const runRes: number = cfg(f, "run_resolution");
+  const hooks: number[] = cfg(f, "hook_layers");
+  const model = new ClipVisionEncoder(config, { init: "empty" }).eval();
+  try {
+    loadFixtureWeights(f, model, "weights.visual.");
+    const c = new Checker(f);
+    noGrad(() =>
+      tidy(() => {
+        const raw = input(f, "inputs.image_raw"); // (B, 3, H0, W0) 0–255
+        const normalized = normalizeClipPixels(raw);
+        c.check("intermediates.image_normalized", normalized);
+        const resized = resizeForClip(normalized, runRes); // (B, 3, R, R)
+        c.check("intermediates.image_resized", resized);
+
+        const r = model.forward(resized, { dense: true, taps: hooks, debug: true });
+        c.check("outputs.dense", r.tokens);
+        hooks.forEach((l, i) => c.check(`outputs.hook_layer${l}`, r.taps[i]!));
+        c.check("intermediates.resized_pos_embed", r.debug!.posEmbed);
+        c.check("intermediates.ln_pre", r.debug!.lnPre);
+        r.debug!.blocks.forEach((b, i) => c.check(`intermediates.resblock_${i}`, b));
+        c.check("intermediates.ln_post_dense", r.lnPostDense);
+
+        const native = input(f, "inputs.image_native"); // (B, 3, R0, R0) normalised
+        c.check("outputs.dense_native", model.forward(native, { dense: true }).tokens);
+        c.check("outputs.pooled_native", model.forward(native, { dense: false }).pooled!);
+      }),
+    );
+    return c.finish();
+  } finally {
+    model.dispose();
+  }
+}
