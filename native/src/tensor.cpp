@@ -17,6 +17,7 @@ struct FreeNode {
 };
 FreeNode* free_list_ = nullptr;
 constexpr size_t kSlab = 4096;
+constexpr int64_t kReportMin = 64 * 1024;
 }  // namespace
 
 void* TensorWrap::operator new(size_t n) {
@@ -58,9 +59,11 @@ TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor
   pending_ = nullptr;
   live_++;
   // Report only storage this handle is the sole owner of, so views do not count their base again.
+  // Small tensors are not reported: each report is a V8 call, and they never drive memory pressure.
   if (tensor.defined() && tensor.has_storage() && tensor.device().is_cpu() && tensor.storage().use_count() == 1) {
-    reported = static_cast<int64_t>(tensor.storage().nbytes());
-    if (reported > 0) {
+    int64_t nbytes = static_cast<int64_t>(tensor.storage().nbytes());
+    if (nbytes >= kReportMin) {
+      reported = nbytes;
       Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reported);
       reported_ += reported;
     }

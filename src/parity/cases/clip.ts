@@ -28,7 +28,13 @@ class Checker {
     this.seen.add(name);
     const rec = this.f.records.get(name);
     if (!rec) {
-      this.results.push({ name, maxAbsError: Number.NaN, worstExcess: Number.POSITIVE_INFINITY, ok: false, note: "not in the fixture" });
+      this.results.push({
+        name,
+        maxAbsError: Number.NaN,
+        worstExcess: Number.POSITIVE_INFINITY,
+        ok: false,
+        note: "not in the fixture",
+      });
       return;
     }
     if (rec.shape.join(",") !== actual.shape.join(",")) {
@@ -49,7 +55,13 @@ class Checker {
   finish(): Comparison[] {
     for (const name of this.f.records.keys()) {
       if (name.startsWith("outputs.") && !this.seen.has(name)) {
-        this.results.push({ name, maxAbsError: Number.NaN, worstExcess: Number.POSITIVE_INFINITY, ok: false, note: "output not compared" });
+        this.results.push({
+          name,
+          maxAbsError: Number.NaN,
+          worstExcess: Number.POSITIVE_INFINITY,
+          ok: false,
+          note: "output not compared",
+        });
       }
     }
     return this.results;
@@ -114,7 +126,9 @@ export function runClipTextCase(f: Fixture): Comparison[] {
         c.check("outputs.text_features", r.features);
         c.check("outputs.text_features_l2norm", r.features.div(r.features.norm(2, -1, true)));
         c.check("intermediates.x_embed", r.embed);
-        r.blocks.forEach((b, i) => c.check(`intermediates.resblock_${i}`, b));
+        r.blocks.forEach((b, i) => {
+          c.check(`intermediates.resblock_${i}`, b);
+        });
         c.check("intermediates.ln_final", r.lnFinal);
         c.check("intermediates.eot_pooled", r.eotPooled);
       }),
@@ -147,10 +161,14 @@ export function runClipVisionCase(f: Fixture): Comparison[] {
 
         const r = model.forward(resized, { dense: true, taps: hooks, debug: true });
         c.check("outputs.dense", r.tokens);
-        hooks.forEach((l, i) => c.check(`outputs.hook_layer${l}`, r.taps[i]!));
+        hooks.forEach((l, i) => {
+          c.check(`outputs.hook_layer${l}`, r.taps[i]!);
+        });
         c.check("intermediates.resized_pos_embed", r.debug!.posEmbed);
         c.check("intermediates.ln_pre", r.debug!.lnPre);
-        r.debug!.blocks.forEach((b, i) => c.check(`intermediates.resblock_${i}`, b));
+        r.debug!.blocks.forEach((b, i) => {
+          c.check(`intermediates.resblock_${i}`, b);
+        });
         c.check("intermediates.ln_post_dense", r.lnPostDense);
 
         const native = input(f, "inputs.image_native"); // (B, 3, R0, R0) normalised

@@ -1,6 +1,6 @@
 // Turns file records into tensors (memory-mapped, lazily per tensor) and reads any supported checkpoint
 // format into a state dict: safetensors, torch.save zip/legacy `.pth`/`.bin`, TorchScript `.pt`.
-import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
 import { type DType, dtypeCode } from "../dtype.js";
 import { native as N } from "../native.js";
 import { Tensor } from "../tensor.js";
@@ -57,13 +57,17 @@ export interface LoadedCheckpoint {
 }
 
 function sniff(file: string): "safetensors" | "torch" {
+  // safetensors begins with a little-endian header length and then the JSON header's "{"; anything else is
+  // left to the PyTorch reader (zip archives, legacy pickles), which reports what it finds.
   const fd = openSync(file, "r");
   try {
-    const b = Buffer.alloc(4);
-    readSync(fd, b, 0, 4, 0);
-    if (b[0] === 0x50 && b[1] === 0x4b) return "torch"; // zip
-    if (b[0] === 0x80) return "torch"; // legacy pickle
-    return "safetensors";
+    const b = Buffer.alloc(9);
+    const n = readSync(fd, b, 0, 9, 0);
+    if (n === 9 && b[8] === 0x7b) {
+      const len = b.readBigUInt64LE(0);
+      if (len > 0n && len + 8n <= BigInt(fstatSync(fd).size)) return "safetensors";
+    }
+    return "torch";
   } finally {
     closeSync(fd);
   }

@@ -1,0 +1,84 @@
+// Benchmark helpers: timing medians, running the PyTorch reference in the same run, printing ratio tables.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+export interface Timing {
+  name: string;
+  /** Median milliseconds per call. */
+  ms: number;
+  /** Optional work per call, for a rate column. */
+  gflop?: number;
+}
+
+/** Median wall time of `fn` in ms after `warmup` calls. */
+export function timeMedian(fn: () => void, reps = 10, warmup = 2): number {
+  for (let i = 0; i < warmup; i++) fn();
+  const t: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const s = process.hrtime.bigint();
+    fn();
+    t.push(Number(process.hrtime.bigint() - s) / 1e6);
+  }
+  t.sort((a, b) => a - b);
+  return t[Math.floor(t.length / 2)]!;
+}
+
+/** Runs a Python reference script with Debian's PyTorch and the same thread settings; returns its JSON. */
+export function runPythonReference(
+  script: string,
+  threads: number,
+  args: string[] = [],
+): Record<string, number> | null {
+  const py = "/usr/bin/python3";
+  if (!existsSync(py)) return null;
+  const r = spawnSync(py, [script, String(threads), ...args], {
+    encoding: "utf8",
+    // The same allocator settings the addon applies to itself (see native/src/addon.cpp), so that both sides
+    // run without glibc returning buffers to the OS between ops.
+    env: {
+      ...process.env,
+      OMP_NUM_THREADS: String(threads),
+      OPENBLAS_NUM_THREADS: String(threads),
+      MALLOC_MMAP_THRESHOLD_: String(32 * 1024 * 1024),
+      MALLOC_TRIM_THRESHOLD_: String(1024 * 1024 * 1024),
+      MALLOC_TOP_PAD_: String(64 * 1024 * 1024),
+    },
+    maxBuffer: 1 << 24,
+  });
+  if (r.status !== 0) {
+    console.error(`reference ${script} failed:\n${r.stderr}`);
+    return null;
+  }
+  return JSON.parse(r.stdout.trim().split("\n").pop()!);
+}
+
+/** Prints ours vs PyTorch with ratio = our time / PyTorch's (≤ 1 means we are as fast or faster). */
+export function report(
+  title: string,
+  ours: Timing[],
+  ref: Record<string, number> | null,
+  file: string,
+): void {
+  console.log(`\n${title}`);
+  console.log(`| case | dedos (ms) | PyTorch (ms) | ratio | rate |`);
+  console.log(`|---|---|---|---|---|`);
+  const rows = ours.map((o) => {
+    const r = ref?.[o.name];
+    const ratio = r ? o.ms / r : undefined;
+    const rate = o.gflop ? `${(o.gflop / (o.ms / 1e3)).toFixed(0)} GFLOP/s` : "";
+    console.log(
+      `| ${o.name} | ${fmt(o.ms)} | ${r ? fmt(r) : "—"} | ${ratio ? ratio.toFixed(2) : "—"} | ${rate} |`,
+    );
+    return { ...o, pytorchMs: r ?? null, ratio: ratio ?? null };
+  });
+  mkdirSync("bench/results", { recursive: true });
+  writeFileSync(
+    join("bench/results", file),
+    `${JSON.stringify({ title, date: new Date().toISOString(), rows }, null, 2)}\n`,
+  );
+}
+
+function fmt(ms: number): string {
+  return ms < 0.1 ? ms.toFixed(4) : ms < 10 ? ms.toFixed(3) : ms.toFixed(1);
+}
