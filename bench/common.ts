@@ -1,6 +1,6 @@
 // Benchmark helpers: timing medians, running the PyTorch reference in the same run, printing ratio tables.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface Timing {
@@ -9,6 +9,46 @@ export interface Timing {
   ms: number;
   /** Optional work per call, for a rate column. */
   gflop?: number;
+  /** Optional peak resident set size (MB) while the case ran; adds peak RSS columns to the table. */
+  peakRssMb?: number;
+}
+
+/**
+ * Key under which a Python reference reports a case's peak RSS (MB) next to its time: `${name}${RSS_KEY}`.
+ * Reference scripts print e.g. {"vision": 812.3, "vision | peak RSS MB": 700.1}.
+ */
+export const RSS_KEY = " | peak RSS MB";
+
+/**
+ * Resets this process's peak-RSS counter (VmHWM) to the current RSS by writing 5 to /proc/self/clear_refs
+ * (Linux ≥ 4.0). Returns false where that is not possible; VmHWM then stays the process-lifetime peak.
+ */
+export function resetPeakRss(): boolean {
+  try {
+    writeFileSync("/proc/self/clear_refs", "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Peak RSS (VmHWM) in MB since start or the last successful resetPeakRss(); null off Linux. */
+export function peakRssMb(): number | null {
+  return procStatusMb("VmHWM");
+}
+
+/** Current RSS (VmRSS) in MB; null off Linux. */
+export function rssMb(): number | null {
+  return procStatusMb("VmRSS");
+}
+
+function procStatusMb(field: string): number | null {
+  try {
+    const m = readFileSync("/proc/self/status", "utf8").match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Median wall time of `fn` in ms after `warmup` calls. */
@@ -59,23 +99,37 @@ export function report(
   ours: Timing[],
   ref: Record<string, number> | null,
   file: string,
+  extra?: Record<string, unknown>,
 ): void {
+  // Peak RSS columns only when some case measured it (tables without memory keep their old layout).
+  const mem = ours.some((o) => o.peakRssMb !== undefined);
   console.log(`\n${title}`);
-  console.log(`| case | dedos (ms) | PyTorch (ms) | ratio | rate |`);
-  console.log(`|---|---|---|---|---|`);
+  console.log(
+    `| case | dedos (ms) | PyTorch (ms) | ratio | rate |${mem ? " dedos peak RSS (MB) | PyTorch peak RSS (MB) |" : ""}`,
+  );
+  console.log(`|---|---|---|---|---|${mem ? "---|---|" : ""}`);
   const rows = ours.map((o) => {
     const r = ref?.[o.name];
     const ratio = r ? o.ms / r : undefined;
     const rate = o.gflop ? `${(o.gflop / (o.ms / 1e3)).toFixed(0)} GFLOP/s` : "";
+    const refRss = ref?.[o.name + RSS_KEY];
+    const memCols = mem
+      ? ` ${o.peakRssMb !== undefined ? o.peakRssMb.toFixed(0) : "—"} | ${refRss ? refRss.toFixed(0) : "—"} |`
+      : "";
     console.log(
-      `| ${o.name} | ${fmt(o.ms)} | ${r ? fmt(r) : "—"} | ${ratio ? ratio.toFixed(2) : "—"} | ${rate} |`,
+      `| ${o.name} | ${fmt(o.ms)} | ${r ? fmt(r) : "—"} | ${ratio ? ratio.toFixed(2) : "—"} | ${rate} |${memCols}`,
     );
-    return { ...o, pytorchMs: r ?? null, ratio: ratio ?? null };
+    return {
+      ...o,
+      pytorchMs: r ?? null,
+      ratio: ratio ?? null,
+      ...(mem ? { pytorchPeakRssMb: refRss ?? null } : {}),
+    };
   });
   mkdirSync("bench/results", { recursive: true });
   writeFileSync(
     join("bench/results", file),
-    `${JSON.stringify({ title, date: new Date().toISOString(), rows }, null, 2)}\n`,
+    `${JSON.stringify({ title, date: new Date().toISOString(), rows, ...extra }, null, 2)}\n`,
   );
 }
 

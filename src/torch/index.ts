@@ -5,6 +5,7 @@ import { setNumThreads } from "./tensor.js";
 export * from "./dtype.js";
 export * as F from "./functional.js";
 export * from "./io/load.js";
+export { PACKAGE_ROOT } from "./native.js";
 export * as nn from "./nn/layers.js";
 export {
   type LoadStateDictOptions,
