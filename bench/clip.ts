@@ -11,7 +11,7 @@ import { CLIP_PRESETS } from "../src/clip/config.js";
 import { ClipModel } from "../src/clip/model.js";
 import { DEFAULT_TEMPLATE, embedClassNames, fillTemplate } from "../src/clip/prompts.js";
 import { ClipTokenizer } from "../src/clip/tokenizer.js";
-import { Generator, noGrad, randn, setNumThreads, type Tensor, tensor, tidy } from "../src/torch/index.js";
+import { dispose, Generator, noGrad, randn, setNumThreads, tensor, tidy } from "../src/torch/index.js";
 import {
   peakRssMb,
   RSS_KEY,
@@ -122,14 +122,19 @@ noGrad(() => {
   dispose([pixels, ids]);
 });
 
-function dispose(ts: Tensor[]): void {
-  for (const t of ts) t.dispose();
-}
-
-report(`bench/clip — ViT-B/16 random weights, ${threads} thread(s), float32, batch 1, medians`, out, ref, "clip.json", {
-  modelRssMb: { dedos: modelRss, pytorch: ref?.["model RSS MB"] ?? null },
-  processPeakRssMb: { dedos: peakRssMb(), pytorchRuMaxrss: ref?.["ru_maxrss MB"] ?? null },
-});
+report(
+  `bench/clip — ViT-B/16 random weights, ${threads} thread(s), float32, batch 1, medians`,
+  out,
+  ref,
+  "clip.json",
+  {
+    modelRssMb: { dedos: modelRss, pytorch: ref?.["model RSS MB"] ?? null },
+    processPeakRssMb: {
+      dedos: Math.max(...out.map((o) => o.peakRssMb ?? 0)),
+      pytorchRuMaxrss: ref?.["ru_maxrss MB"] ?? null,
+    },
+  },
+);
 console.log(
   `model resident (both towers): dedos ${modelRss?.toFixed(0)} MB, PyTorch ${ref?.["model RSS MB"]?.toFixed(0) ?? "—"} MB; ` +
     `PyTorch ru_maxrss ${ref?.["ru_maxrss MB"]?.toFixed(0) ?? "—"} MB`,

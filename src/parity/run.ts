@@ -10,6 +10,11 @@ const RUNNERS: Record<string, () => Promise<CaseRunner>> = {
   semseg_eval: async () => (await import("./cases/semseg-eval.js")).runSemsegEvalCase,
   clip_text: async () => (await import("./cases/clip.js")).runClipTextCase,
   clip_vision: async () => (await import("./cases/clip.js")).runClipVisionCase,
+  catseg_aggregator: async () => (await import("./cases/catseg.js")).runCatsegAggregatorCase,
+  catseg_aggregator_topk: async () => (await import("./cases/catseg.js")).runCatsegAggregatorCase,
+  sd_vae_encoder: async () => (await import("./cases/diffusion.js")).runVaeEncoderCase,
+  sd_vae_decoder: async () => (await import("./cases/diffusion.js")).runVaeDecoderCase,
+  sd_unet: async () => (await import("./cases/diffusion.js")).runUnetCase,
 };
 
 export function knownCases(): string[] {
