@@ -64,6 +64,27 @@ export function timeMedian(fn: () => void, reps = 10, warmup = 2): number {
   return t[Math.floor(t.length / 2)]!;
 }
 
+/**
+ * timeMedian, but the event loop turns before every call. N-API runs the finalizers of garbage-collected
+ * tensor handles only then, so this shows what a synchronous loop costs through their delayed release.
+ */
+export async function timeMedianYielding(fn: () => void, reps = 10, warmup = 2): Promise<number> {
+  const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+  for (let i = 0; i < warmup; i++) {
+    await turn();
+    fn();
+  }
+  const t: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    await turn();
+    const s = process.hrtime.bigint();
+    fn();
+    t.push(Number(process.hrtime.bigint() - s) / 1e6);
+  }
+  t.sort((a, b) => a - b);
+  return t[Math.floor(t.length / 2)]!;
+}
+
 /** Runs a Python reference script with Debian's PyTorch and the same thread settings; returns its JSON. */
 export function runPythonReference(
   script: string,
