@@ -24,7 +24,6 @@ static void SetBlasThreads(int n) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   TuneMalloc();
-  TensorWrap::Init(env, exports);
   InitTensorOps(env, exports);
   InitNN(env, exports);
   InitAutograd(env, exports);

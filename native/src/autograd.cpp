@@ -25,11 +25,7 @@ static bool GetB(const Napi::Object& o, const char* k, bool dflt) {
 static std::vector<at::Tensor> Params(Napi::Env env, const Napi::Object& g) {
   Napi::Array a = g.Get("params").As<Napi::Array>();
   std::vector<at::Tensor> out;
-  for (uint32_t k = 0; k < a.Length(); k++) {
-    TensorWrap* w = TensorWrap::Unwrap(a.Get(k).As<Napi::Object>());
-    if (!w->tensor.defined()) throw Napi::Error::New(env, "optimizer: parameter " + std::to_string(k) + " was disposed");
-    out.push_back(w->tensor);
-  }
+  for (uint32_t k = 0; k < a.Length(); k++) out.push_back(LookupTensor(env, a.Get(k), "optimizer parameter " + std::to_string(k)));
   return out;
 }
 
@@ -200,7 +196,7 @@ void InitAutograd(Napi::Env env, Napi::Object exports) {
           continue;
         }
         Napi::Object s = v.As<Napi::Object>();
-        auto T = [&](const char* k) { return TensorWrap::Unwrap(s.Get(k).As<Napi::Object>())->tensor.clone(); };
+        auto T = [&](const char* k) { return LookupTensor(env, s.Get(k), std::string("optimizer state ") + k).clone(); };
         if (adam) {
           auto st = std::make_unique<torch::optim::AdamWParamState>();
           st->step(static_cast<int64_t>(s.Get("step").As<Napi::Number>().DoubleValue()));

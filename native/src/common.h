@@ -10,30 +10,12 @@
 
 namespace dedos {
 
-// A JavaScript handle owning one at::Tensor. `release()` frees the tensor deterministically; the handle
-// object itself is collected by V8 later. Memory is reported to V8 as external memory while held.
-class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
- public:
-  static Napi::Object Init(Napi::Env env, Napi::Object exports);
-  static Napi::Value Wrap(Napi::Env env, at::Tensor t);
-  static bool IsTensor(const Napi::Value& v);
-  explicit TensorWrap(const Napi::CallbackInfo& info);
-  ~TensorWrap() override;
-  void Release(Napi::Env env);
-
-  at::Tensor tensor;
-  int64_t reported = 0;
-
-  // Handles are small and die late (their finalizers run only when the event loop turns); allocating them
-  // from slabs of their own keeps them from fragmenting the heap that tensor buffers are carved from.
-  static void* operator new(size_t n);
-  static void operator delete(void* p);
-
- private:
-  static Napi::FunctionReference* ctor_;
-  Napi::Value Free(const Napi::CallbackInfo& info);
-  Napi::Value IsFreed(const Napi::CallbackInfo& info);
-};
+// Tensors live in a native slot table; JavaScript holds a plain number (slot + generation), so creating a
+// tensor costs no JS object, no N-API reference and no finalizer. `FreeTensor` releases the slot (and the
+// storage, when it was the last reference) immediately; a stale number is detected by its generation.
+double StoreTensor(Napi::Env env, at::Tensor t);
+at::Tensor& LookupTensor(Napi::Env env, const Napi::Value& v, const std::string& what);
+bool FreeTensor(Napi::Env env, double id);
 
 // Live-tensor accounting, for leak tests and diagnostics.
 int64_t LiveHandles();
@@ -57,7 +39,6 @@ at::ScalarType ArgDType(const Napi::CallbackInfo& info, size_t i);
 c10::optional<at::ScalarType> ArgOptDType(const Napi::CallbackInfo& info, size_t i);
 at::Device ArgDevice(const Napi::CallbackInfo& info, size_t i);
 c10::optional<at::Generator> ArgOptGenerator(const Napi::CallbackInfo& info, size_t i);
-bool ArgIsTensor(const Napi::CallbackInfo& info, size_t i);
 
 // ---- results ----
 Napi::Value Ret(Napi::Env env, const at::Tensor& t);

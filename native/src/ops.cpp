@@ -12,11 +12,11 @@ static at::TensorOptions Opts(const Napi::CallbackInfo& info, size_t dtypeArg, s
   return o;
 }
 
-// A binary op's right operand may be a tensor or a number.
+// A binary op's right operand is a tensor when argument 2 is true, else a number.
 #define BINARY(jsname, expr_tt, expr_ts)                 \
   DEDOS_OP(jsname, {                                     \
     const at::Tensor& a = dedos::ArgTensor(info, 0);     \
-    if (info[1].IsObject()) {                            \
+    if (dedos::ArgBool(info, 2)) {                       \
       const at::Tensor& b = dedos::ArgTensor(info, 1);   \
       return dedos::Ret(env, expr_tt);                   \
     }                                                    \
@@ -103,7 +103,7 @@ void InitTensorOps(Napi::Env env, Napi::Object exports) {
     for (uint32_t k = 0; k < arr.Length(); k++) {
       Napi::Value v = arr.Get(k);
       if (v.IsNull() || v.IsUndefined()) idx.push_back(c10::nullopt);
-      else idx.push_back(dedos::TensorWrap::Unwrap(v.As<Napi::Object>())->tensor);
+      else idx.push_back(dedos::LookupTensor(env, v, "index " + std::to_string(k)));
     }
     return dedos::Ret(env, at::index(t, idx));
   });
@@ -115,7 +115,7 @@ void InitTensorOps(Napi::Env env, Napi::Object exports) {
     for (uint32_t k = 0; k < arr.Length(); k++) {
       Napi::Value v = arr.Get(k);
       if (v.IsNull() || v.IsUndefined()) idx.push_back(c10::nullopt);
-      else idx.push_back(dedos::TensorWrap::Unwrap(v.As<Napi::Object>())->tensor);
+      else idx.push_back(dedos::LookupTensor(env, v, "index " + std::to_string(k)));
     }
     return dedos::Ret(env, at::index_put(t, idx, dedos::ArgTensor(info, 2), dedos::ArgBool(info, 3)));
   });
@@ -123,9 +123,9 @@ void InitTensorOps(Napi::Env env, Napi::Object exports) {
     return dedos::Ret(env, at::gather(dedos::ArgTensor(info, 0), dedos::ArgInt(info, 1), dedos::ArgTensor(info, 2)));
   });
   DEDOS_OP("scatter", {
-    // scatter(t, dim, index, src|number)
+    // scatter(t, dim, index, src|number, srcIsTensor)
     at::Tensor& t = dedos::ArgTensor(info, 0);
-    if (info[3].IsObject())
+    if (dedos::ArgBool(info, 4))
       return dedos::Ret(env, at::scatter(t, dedos::ArgInt(info, 1), dedos::ArgTensor(info, 2), dedos::ArgTensor(info, 3)));
     return dedos::Ret(env, at::scatter(t, dedos::ArgInt(info, 1), dedos::ArgTensor(info, 2), dedos::ArgScalar(info, 3)));
   });
@@ -134,9 +134,9 @@ void InitTensorOps(Napi::Env env, Napi::Object exports) {
                                            dedos::ArgTensor(info, 3)));
   });
   DEDOS_OP("where", {
-    // where(cond, a|number, b|number)
+    // where(cond, a|number, b|number, aIsTensor, bIsTensor)
     const at::Tensor& c = dedos::ArgTensor(info, 0);
-    bool ta = info[1].IsObject(), tb = info[2].IsObject();
+    bool ta = dedos::ArgBool(info, 3), tb = dedos::ArgBool(info, 4);
     if (ta && tb) return dedos::Ret(env, at::where(c, dedos::ArgTensor(info, 1), dedos::ArgTensor(info, 2)));
     if (ta) return dedos::Ret(env, at::where(c, dedos::ArgTensor(info, 1), dedos::ArgScalar(info, 2)));
     if (tb) return dedos::Ret(env, at::where(c, dedos::ArgScalar(info, 1), dedos::ArgTensor(info, 2)));
@@ -144,7 +144,8 @@ void InitTensorOps(Napi::Env env, Napi::Object exports) {
   });
   DEDOS_OP("maskedFill", {
     at::Tensor& t = dedos::ArgTensor(info, 0);
-    if (info[2].IsObject()) return dedos::Ret(env, t.masked_fill(dedos::ArgTensor(info, 1), dedos::ArgTensor(info, 2)));
+    // maskedFill(t, mask, value|number, valueIsTensor)
+    if (dedos::ArgBool(info, 3)) return dedos::Ret(env, t.masked_fill(dedos::ArgTensor(info, 1), dedos::ArgTensor(info, 2)));
     return dedos::Ret(env, t.masked_fill(dedos::ArgTensor(info, 1), dedos::ArgScalar(info, 2)));
   });
   DEDOS_OP("maskedSelect", { return dedos::Ret(env, dedos::ArgTensor(info, 0).masked_select(dedos::ArgTensor(info, 1))); });
@@ -256,13 +257,14 @@ void InitTensorOps(Napi::Env env, Napi::Object exports) {
   });
   DEDOS_OP("add_", {
     at::Tensor& t = dedos::ArgTensor(info, 0);
-    if (info[1].IsObject()) t.add_(dedos::ArgTensor(info, 1), info.Length() > 2 ? dedos::ArgScalar(info, 2) : at::Scalar(1));
+    // add_(t, other|number, otherIsTensor, alpha)
+    if (dedos::ArgBool(info, 2)) t.add_(dedos::ArgTensor(info, 1), info.Length() > 3 ? dedos::ArgScalar(info, 3) : at::Scalar(1));
     else t.add_(dedos::ArgScalar(info, 1));
     return info[0];
   });
   DEDOS_OP("mul_", {
     at::Tensor& t = dedos::ArgTensor(info, 0);
-    if (info[1].IsObject()) t.mul_(dedos::ArgTensor(info, 1));
+    if (dedos::ArgBool(info, 2)) t.mul_(dedos::ArgTensor(info, 1));
     else t.mul_(dedos::ArgScalar(info, 1));
     return info[0];
   });

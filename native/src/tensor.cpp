@@ -1,120 +1,93 @@
 // The tensor handle, argument conversion and data transfer between JavaScript typed arrays and tensors.
 #include "common.h"
 
-#include <atomic>
+#include <deque>
 #include <cstring>
 
 namespace dedos {
 
-Napi::FunctionReference* TensorWrap::ctor_ = nullptr;
-static thread_local at::Tensor* pending_ = nullptr;
-static std::atomic<int64_t> live_{0};
-static std::atomic<int64_t> reported_{0};
-
 namespace {
-struct FreeNode {
-  FreeNode* next;
+struct Slot {
+  at::Tensor tensor;
+  uint32_t gen = 1;
+  int64_t reported = 0;
 };
-FreeNode* free_list_ = nullptr;
-constexpr size_t kSlab = 4096;
+// A deque keeps references to existing slots valid while new ones are added during an op.
+std::deque<Slot> slots_;
+std::vector<uint32_t> free_;
+int64_t live_ = 0;
+int64_t reported_ = 0;
+constexpr double kSlotSpan = 16777216.0;  // 2^24 slots; the generation occupies the bits above
+// Storage below this size is not reported to V8: each report is a V8 call and small tensors never drive
+// memory pressure.
 constexpr int64_t kReportMin = 64 * 1024;
 }  // namespace
 
-void* TensorWrap::operator new(size_t n) {
-  if (n != sizeof(TensorWrap)) return ::operator new(n);
-  if (free_list_ == nullptr) {
-    size_t stride = (sizeof(TensorWrap) + alignof(std::max_align_t) - 1) / alignof(std::max_align_t) * alignof(std::max_align_t);
-    char* slab = static_cast<char*>(::operator new(stride * kSlab));
-    for (size_t k = 0; k < kSlab; k++) {
-      auto* node = reinterpret_cast<FreeNode*>(slab + k * stride);
-      node->next = free_list_;
-      free_list_ = node;
-    }
+int64_t LiveHandles() { return live_; }
+int64_t ReportedBytes() { return reported_; }
+
+double StoreTensor(Napi::Env env, at::Tensor t) {
+  uint32_t idx;
+  if (!free_.empty()) {
+    idx = free_.back();
+    free_.pop_back();
+  } else {
+    if (slots_.size() >= static_cast<size_t>(kSlotSpan)) throw std::runtime_error("more than 16M live tensors");
+    idx = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
   }
-  FreeNode* node = free_list_;
-  free_list_ = node->next;
-  return node;
-}
-
-void TensorWrap::operator delete(void* p) {
-  auto* node = static_cast<FreeNode*>(p);
-  node->next = free_list_;
-  free_list_ = node;
-}
-
-int64_t LiveHandles() { return live_.load(); }
-int64_t ReportedBytes() { return reported_.load(); }
-
-Napi::Object TensorWrap::Init(Napi::Env env, Napi::Object exports) {
-  Napi::Function f = DefineClass(env, "NativeTensor",
-                                 {InstanceMethod<&TensorWrap::Free>("free"), InstanceMethod<&TensorWrap::IsFreed>("isFreed")});
-  ctor_ = new Napi::FunctionReference(Napi::Persistent(f));
-  exports.Set("NativeTensor", f);
-  return exports;
-}
-
-TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
-  if (pending_ == nullptr) throw Napi::TypeError::New(info.Env(), "NativeTensor cannot be constructed from JavaScript");
-  tensor = std::move(*pending_);
-  pending_ = nullptr;
+  Slot& s = slots_[idx];
+  s.tensor = std::move(t);
   live_++;
-  // Report only storage this handle is the sole owner of, so views do not count their base again.
-  // Small tensors are not reported: each report is a V8 call, and they never drive memory pressure.
-  if (tensor.defined() && tensor.has_storage() && tensor.device().is_cpu() && tensor.storage().use_count() == 1) {
-    int64_t nbytes = static_cast<int64_t>(tensor.storage().nbytes());
+  // Only storage this handle is the sole owner of is reported, so views do not count their base again.
+  if (s.tensor.defined() && s.tensor.has_storage() && s.tensor.device().is_cpu() && s.tensor.storage().use_count() == 1) {
+    int64_t nbytes = static_cast<int64_t>(s.tensor.storage().nbytes());
     if (nbytes >= kReportMin) {
-      reported = nbytes;
-      Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reported);
-      reported_ += reported;
+      s.reported = nbytes;
+      reported_ += nbytes;
+      Napi::MemoryManagement::AdjustExternalMemory(env, nbytes);
     }
   }
+  return static_cast<double>(s.gen) * kSlotSpan + idx;
 }
 
-void TensorWrap::Release(Napi::Env env) {
-  if (!tensor.defined() && reported == 0) return;
-  tensor.reset();
-  if (reported > 0) {
-    if (env != nullptr) Napi::MemoryManagement::AdjustExternalMemory(env, -reported);
-    reported_ -= reported;
-    reported = 0;
+static Slot* Find(double id) {
+  if (!(id >= kSlotSpan)) return nullptr;
+  double g = std::floor(id / kSlotSpan);
+  auto idx = static_cast<size_t>(id - g * kSlotSpan);
+  if (idx >= slots_.size()) return nullptr;
+  Slot& s = slots_[idx];
+  if (static_cast<double>(s.gen) != g || !s.tensor.defined()) return nullptr;
+  return &s;
+}
+
+at::Tensor& LookupTensor(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, what + " must be a tensor");
+  Slot* s = Find(v.As<Napi::Number>().DoubleValue());
+  if (s == nullptr) throw Napi::Error::New(env, what + " is a tensor that was already disposed");
+  return s->tensor;
+}
+
+bool FreeTensor(Napi::Env env, double id) {
+  Slot* s = Find(id);
+  if (s == nullptr) return false;
+  s->tensor.reset();
+  if (s->reported > 0) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, -s->reported);
+    reported_ -= s->reported;
+    s->reported = 0;
   }
-}
-
-TensorWrap::~TensorWrap() {
-  // Finalizers may not call into V8; external memory adjustments are skipped here (V8 tracks the object's death).
-  tensor.reset();
-  reported_ -= reported;
+  s->gen = s->gen + 1 < (1u << 28) ? s->gen + 1 : 1;
   live_--;
+  auto idx = static_cast<uint32_t>(id - std::floor(id / kSlotSpan) * kSlotSpan);
+  free_.push_back(idx);
+  return true;
 }
-
-Napi::Value TensorWrap::Free(const Napi::CallbackInfo& info) {
-  Release(info.Env());
-  return info.Env().Undefined();
-}
-
-Napi::Value TensorWrap::IsFreed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !tensor.defined()); }
-
-Napi::Value TensorWrap::Wrap(Napi::Env env, at::Tensor t) {
-  pending_ = &t;
-  Napi::Object o = ctor_->New({});
-  return o;
-}
-
-bool TensorWrap::IsTensor(const Napi::Value& v) { return v.IsObject() && v.As<Napi::Object>().InstanceOf(ctor_->Value()); }
 
 // ---- arguments ----
 static std::string where(size_t i) { return "argument " + std::to_string(i); }
 
-at::Tensor& ArgTensor(const Napi::CallbackInfo& info, size_t i) {
-  Napi::Value v = info[i];
-  if (!v.IsObject()) throw Napi::TypeError::New(info.Env(), where(i) + " must be a tensor");
-  TensorWrap* w = TensorWrap::Unwrap(v.As<Napi::Object>());
-  if (w == nullptr) throw Napi::TypeError::New(info.Env(), where(i) + " must be a tensor");
-  if (!w->tensor.defined()) throw Napi::Error::New(info.Env(), where(i) + " is a tensor that was already disposed");
-  return w->tensor;
-}
-
-bool ArgIsTensor(const Napi::CallbackInfo& info, size_t i) { return info[i].IsObject() && !info[i].IsArray(); }
+at::Tensor& ArgTensor(const Napi::CallbackInfo& info, size_t i) { return LookupTensor(info.Env(), info[i], where(i)); }
 
 c10::optional<at::Tensor> ArgOptTensor(const Napi::CallbackInfo& info, size_t i) {
   if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return c10::nullopt;
@@ -192,14 +165,8 @@ std::vector<at::Tensor> ArgTensors(const Napi::CallbackInfo& info, size_t i) {
   Napi::Array a = info[i].As<Napi::Array>();
   std::vector<at::Tensor> out;
   out.reserve(a.Length());
-  for (uint32_t k = 0; k < a.Length(); k++) {
-    Napi::Value e = a.Get(k);
-    TensorWrap* w = e.IsObject() ? TensorWrap::Unwrap(e.As<Napi::Object>()) : nullptr;
-    if (w == nullptr) throw Napi::TypeError::New(info.Env(), where(i) + "[" + std::to_string(k) + "] must be a tensor");
-    if (!w->tensor.defined())
-      throw Napi::Error::New(info.Env(), where(i) + "[" + std::to_string(k) + "] is a tensor that was already disposed");
-    out.push_back(w->tensor);
-  }
+  for (uint32_t k = 0; k < a.Length(); k++)
+    out.push_back(LookupTensor(info.Env(), a.Get(k), where(i) + "[" + std::to_string(k) + "]"));
   return out;
 }
 
@@ -246,18 +213,18 @@ c10::optional<at::Generator> ArgOptGenerator(const Napi::CallbackInfo& info, siz
   return *info[i].As<Napi::External<at::Generator>>().Data();
 }
 
-Napi::Value Ret(Napi::Env env, const at::Tensor& t) { return TensorWrap::Wrap(env, t); }
+Napi::Value Ret(Napi::Env env, const at::Tensor& t) { return Napi::Number::New(env, StoreTensor(env, t)); }
 
 Napi::Value Ret(Napi::Env env, const std::vector<at::Tensor>& ts) {
   Napi::Array a = Napi::Array::New(env, ts.size());
-  for (size_t k = 0; k < ts.size(); k++) a.Set(static_cast<uint32_t>(k), TensorWrap::Wrap(env, ts[k]));
+  for (size_t k = 0; k < ts.size(); k++) a.Set(static_cast<uint32_t>(k), Ret(env, ts[k]));
   return a;
 }
 
 Napi::Value Ret(Napi::Env env, const std::tuple<at::Tensor, at::Tensor>& ts) {
   Napi::Array a = Napi::Array::New(env, 2);
-  a.Set(0u, TensorWrap::Wrap(env, std::get<0>(ts)));
-  a.Set(1u, TensorWrap::Wrap(env, std::get<1>(ts)));
+  a.Set(0u, Ret(env, std::get<0>(ts)));
+  a.Set(1u, Ret(env, std::get<1>(ts)));
   return a;
 }
 
@@ -356,6 +323,7 @@ void InitTensorData(Napi::Env env, Napi::Object exports) {
     at::Tensor& t = dedos::ArgTensor(info, 0);
     return Napi::Number::New(env, t.has_storage() ? static_cast<double>(t.storage().nbytes()) : 0.0);
   });
+  DEDOS_OP("free", { return Napi::Boolean::New(env, dedos::FreeTensor(env, dedos::ArgDouble(info, 0))); });
   DEDOS_OP("liveHandles", { return Napi::Number::New(env, static_cast<double>(dedos::LiveHandles())); });
   DEDOS_OP("reportedBytes", { return Napi::Number::New(env, static_cast<double>(dedos::ReportedBytes())); });
 }

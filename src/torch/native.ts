@@ -4,11 +4,8 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** An opaque handle to an at::Tensor owned by the addon. */
-export interface NativeTensor {
-  free(): void;
-  isFreed(): boolean;
-}
+/** A tensor in the addon's slot table: slot index plus generation, as a number (see native/src/tensor.cpp). */
+export type NativeTensor = number;
 
 /** The addon's functions; argument conventions are documented beside each op in native/src/*.cpp. */
 // biome-ignore lint/suspicious/noExplicitAny: the addon surface is typed by the wrappers in tensor.ts and functional.ts.

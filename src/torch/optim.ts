@@ -68,8 +68,8 @@ abstract class Optimizer {
       if (!s) return null;
       const out: ParamState = {};
       for (const [k, v] of Object.entries(s)) {
-        if (typeof v === "number") out.step = v;
-        else (out as Record<string, Tensor>)[k] = new Tensor(v as never);
+        if (k === "step") out.step = v as number;
+        else (out as Record<string, Tensor>)[k] = new Tensor(v as number);
       }
       return out;
     });

@@ -40,7 +40,9 @@ export function tidy<T>(fn: () => T): T {
   const parent = scopes.length > 0 ? scopes[scopes.length - 1] : undefined;
   for (const t of scope) {
     if (keep.has(t) || t.kept) {
-      if (parent && !t.kept) parent.push(t);
+      if (t.kept) continue;
+      if (parent) parent.push(t);
+      else collectWhenUnreachable(t);
     } else {
       t.dispose();
     }
@@ -69,9 +71,30 @@ function collectTensors(v: unknown, out: Set<Tensor>, depth: number): void {
 
 /** Marks tensors as owned by the caller: no scope will free them (module parameters, caches). */
 export function keep<T extends Tensor | Tensor[]>(t: T): T {
-  if (Array.isArray(t)) for (const x of t) x.kept = true;
-  else t.kept = true;
+  for (const x of Array.isArray(t) ? t : [t]) x.keep();
   return t;
+}
+
+// Tensors owned by no scope (created outside every scope, returned from the outermost one, or kept) are
+// freed by the garbage collector if the program drops them without dispose(); scoped ones never need it.
+// Registration is batched: most such tensors are disposed within the same task (a.add(b).dispose()), and
+// those never need registering at all.
+const collector = new FinalizationRegistry<number>((id) => N.free(id));
+let pending: Tensor[] = [];
+function flushPending(): void {
+  const ts = pending;
+  pending = [];
+  for (const t of ts) {
+    if (t.collected || t.handle === 0) continue;
+    collector.register(t, t.handle, t);
+    t.collected = true;
+  }
+}
+function collectWhenUnreachable(t: Tensor): void {
+  if (t.collected || t.handle === 0) return;
+  if (pending.length === 0) queueMicrotask(flushPending);
+  pending.push(t);
+  if (pending.length >= 4096) flushPending();
 }
 
 /** Frees tensors (or arrays / objects of them) now. */
@@ -89,6 +112,7 @@ export type TensorOrScalar = Tensor | Scalar;
 type H = NativeTensor;
 const N = native;
 
+/** The native argument for a tensor-or-number operand (ops also receive a flag saying which it is). */
 function h(x: TensorOrScalar): H | Scalar {
   return x instanceof Tensor ? x.handle : x;
 }
@@ -99,14 +123,16 @@ function wrapList(hs: H[]): Tensor[] {
 
 /** A libtorch tensor. Create with the factories in this module (`tensor`, `zeros`, `randn`, …). */
 export class Tensor {
-  /** @internal */ handle: H;
+  /** @internal The native slot id (0 once disposed). */ handle: H;
   /** @internal */ kept = false;
+  /** @internal Registered for collection by the garbage collector (owned by no scope). */ collected = false;
 
   /** @internal Wraps a native handle; use the factory functions instead. */
   constructor(handle: H) {
     this.handle = handle;
     const n = scopes.length;
     if (n > 0) scopes[n - 1]!.push(this);
+    else collectWhenUnreachable(this);
   }
 
   // ---- metadata ----
@@ -146,10 +172,16 @@ export class Tensor {
   // ---- lifetime ----
   /** Frees the tensor's memory now (views of it stay valid: storage is reference counted). */
   dispose(): void {
-    this.handle.free();
+    if (this.handle === 0) return;
+    N.free(this.handle);
+    this.handle = 0;
+    if (this.collected) {
+      collector.unregister(this);
+      this.collected = false;
+    }
   }
   get isDisposed(): boolean {
-    return this.handle.isFreed();
+    return this.handle === 0;
   }
   [Symbol.dispose](): void {
     this.dispose();
@@ -157,6 +189,7 @@ export class Tensor {
   /** Excludes this tensor from scope cleanup (see `keep`). */
   keep(): this {
     this.kept = true;
+    collectWhenUnreachable(this);
     return this;
   }
 
@@ -297,13 +330,13 @@ export class Tensor {
     return new Tensor(N.gather(this.handle, dim, index.handle));
   }
   scatter(dim: number, index: Tensor, src: TensorOrScalar): Tensor {
-    return new Tensor(N.scatter(this.handle, dim, index.handle, h(src)));
+    return new Tensor(N.scatter(this.handle, dim, index.handle, h(src), src instanceof Tensor));
   }
   scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor {
     return new Tensor(N.scatterAdd(this.handle, dim, index.handle, src.handle));
   }
   maskedFill(mask: Tensor, value: TensorOrScalar): Tensor {
-    return new Tensor(N.maskedFill(this.handle, mask.handle, h(value)));
+    return new Tensor(N.maskedFill(this.handle, mask.handle, h(value), value instanceof Tensor));
   }
   maskedSelect(mask: Tensor): Tensor {
     return new Tensor(N.maskedSelect(this.handle, mask.handle));
@@ -330,56 +363,56 @@ export class Tensor {
 
   // ---- elementwise ----
   add(o: TensorOrScalar): Tensor {
-    return new Tensor(N.add(this.handle, h(o)));
+    return new Tensor(N.add(this.handle, h(o), o instanceof Tensor));
   }
   sub(o: TensorOrScalar): Tensor {
-    return new Tensor(N.sub(this.handle, h(o)));
+    return new Tensor(N.sub(this.handle, h(o), o instanceof Tensor));
   }
   /** scalar − this */
   rsub(s: number): Tensor {
     return new Tensor(N.rsub(this.handle, s));
   }
   mul(o: TensorOrScalar): Tensor {
-    return new Tensor(N.mul(this.handle, h(o)));
+    return new Tensor(N.mul(this.handle, h(o), o instanceof Tensor));
   }
   div(o: TensorOrScalar): Tensor {
-    return new Tensor(N.div(this.handle, h(o)));
+    return new Tensor(N.div(this.handle, h(o), o instanceof Tensor));
   }
   pow(o: TensorOrScalar): Tensor {
-    return new Tensor(N.pow(this.handle, h(o)));
+    return new Tensor(N.pow(this.handle, h(o), o instanceof Tensor));
   }
   remainder(o: TensorOrScalar): Tensor {
-    return new Tensor(N.remainder(this.handle, h(o)));
+    return new Tensor(N.remainder(this.handle, h(o), o instanceof Tensor));
   }
   maximum(o: TensorOrScalar): Tensor {
-    return new Tensor(N.maximum(this.handle, h(o)));
+    return new Tensor(N.maximum(this.handle, h(o), o instanceof Tensor));
   }
   minimum(o: TensorOrScalar): Tensor {
-    return new Tensor(N.minimum(this.handle, h(o)));
+    return new Tensor(N.minimum(this.handle, h(o), o instanceof Tensor));
   }
   eq(o: TensorOrScalar): Tensor {
-    return new Tensor(N.eq(this.handle, h(o)));
+    return new Tensor(N.eq(this.handle, h(o), o instanceof Tensor));
   }
   ne(o: TensorOrScalar): Tensor {
-    return new Tensor(N.ne(this.handle, h(o)));
+    return new Tensor(N.ne(this.handle, h(o), o instanceof Tensor));
   }
   lt(o: TensorOrScalar): Tensor {
-    return new Tensor(N.lt(this.handle, h(o)));
+    return new Tensor(N.lt(this.handle, h(o), o instanceof Tensor));
   }
   le(o: TensorOrScalar): Tensor {
-    return new Tensor(N.le(this.handle, h(o)));
+    return new Tensor(N.le(this.handle, h(o), o instanceof Tensor));
   }
   gt(o: TensorOrScalar): Tensor {
-    return new Tensor(N.gt(this.handle, h(o)));
+    return new Tensor(N.gt(this.handle, h(o), o instanceof Tensor));
   }
   ge(o: TensorOrScalar): Tensor {
-    return new Tensor(N.ge(this.handle, h(o)));
+    return new Tensor(N.ge(this.handle, h(o), o instanceof Tensor));
   }
   logicalAnd(o: TensorOrScalar): Tensor {
-    return new Tensor(N.logicalAnd(this.handle, h(o)));
+    return new Tensor(N.logicalAnd(this.handle, h(o), o instanceof Tensor));
   }
   logicalOr(o: TensorOrScalar): Tensor {
-    return new Tensor(N.logicalOr(this.handle, h(o)));
+    return new Tensor(N.logicalOr(this.handle, h(o), o instanceof Tensor));
   }
   logicalNot(): Tensor {
     return new Tensor(N.logicalNot(this.handle));
@@ -552,12 +585,12 @@ export class Tensor {
     return this;
   }
   add_(o: TensorOrScalar, alpha?: number): this {
-    if (alpha === undefined) N.add_(this.handle, h(o));
+    if (alpha === undefined) N.add_(this.handle, h(o), o instanceof Tensor);
     else N.add_(this.handle, h(o), alpha);
     return this;
   }
   mul_(o: TensorOrScalar): this {
-    N.mul_(this.handle, h(o));
+    N.mul_(this.handle, h(o), o instanceof Tensor);
     return this;
   }
   uniform_(low: number, high: number, gen?: Generator): this {
@@ -725,7 +758,7 @@ export function stack(ts: Tensor[], dim = 0): Tensor {
 }
 /** Elementwise choice: `cond ? a : b`. */
 export function where(cond: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tensor {
-  return new Tensor(N.where(cond.handle, h(a), h(b)));
+  return new Tensor(N.where(cond.handle, h(a), h(b), a instanceof Tensor, b instanceof Tensor));
 }
 export function einsum(equation: string, ...ts: Tensor[]): Tensor {
   return new Tensor(
