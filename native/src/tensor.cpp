@@ -52,18 +52,20 @@ double StoreTensor(Napi::Env env, at::Tensor t) {
 }
 
 static Slot* Find(double id) {
-  if (!(id >= kSlotSpan)) return nullptr;
-  double g = std::floor(id / kSlotSpan);
-  auto idx = static_cast<size_t>(id - g * kSlotSpan);
+  if (!(id >= kSlotSpan && id < 9007199254740992.0)) return nullptr;
+  auto u = static_cast<uint64_t>(id);
+  size_t idx = u & 0xFFFFFF;
   if (idx >= slots_.size()) return nullptr;
   Slot& s = slots_[idx];
-  if (static_cast<double>(s.gen) != g || !s.tensor.defined()) return nullptr;
+  if (s.gen != (u >> 24) || !s.tensor.defined()) return nullptr;
   return &s;
 }
 
 at::Tensor& LookupTensor(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsNumber()) throw Napi::TypeError::New(env, what + " must be a tensor");
-  Slot* s = Find(v.As<Napi::Number>().DoubleValue());
+  double id;
+  // One N-API call: a non-number fails here instead of needing a separate type check first.
+  if (napi_get_value_double(env, v, &id) != napi_ok) throw Napi::TypeError::New(env, what + " must be a tensor");
+  Slot* s = Find(id);
   if (s == nullptr) throw Napi::Error::New(env, what + " is a tensor that was already disposed");
   return s->tensor;
 }
@@ -79,15 +81,20 @@ bool FreeTensor(Napi::Env env, double id) {
   }
   s->gen = s->gen + 1 < (1u << 28) ? s->gen + 1 : 1;
   live_--;
-  auto idx = static_cast<uint32_t>(id - std::floor(id / kSlotSpan) * kSlotSpan);
-  free_.push_back(idx);
+  free_.push_back(static_cast<uint32_t>(static_cast<uint64_t>(id) & 0xFFFFFF));
   return true;
 }
 
 // ---- arguments ----
 static std::string where(size_t i) { return "argument " + std::to_string(i); }
 
-at::Tensor& ArgTensor(const Napi::CallbackInfo& info, size_t i) { return LookupTensor(info.Env(), info[i], where(i)); }
+at::Tensor& ArgTensor(const Napi::CallbackInfo& info, size_t i) {
+  // The hot path: no message string is built unless the lookup fails.
+  double id;
+  if (napi_get_value_double(info.Env(), info[i], &id) == napi_ok)
+    if (Slot* s = Find(id)) return s->tensor;
+  return LookupTensor(info.Env(), info[i], where(i));
+}
 
 c10::optional<at::Tensor> ArgOptTensor(const Napi::CallbackInfo& info, size_t i) {
   if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return c10::nullopt;
@@ -122,7 +129,9 @@ c10::optional<double> ArgOptDouble(const Napi::CallbackInfo& info, size_t i) {
 }
 
 bool ArgBool(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || info[i].IsUndefined()) return false;
+  if (info.Length() <= i) return false;
+  bool b;
+  if (napi_get_value_bool(info.Env(), info[i], &b) == napi_ok) return b;
   return info[i].ToBoolean().Value();
 }
 
