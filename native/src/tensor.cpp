@@ -293,6 +293,27 @@ void InitTensorData(Napi::Env env, Napi::Object exports) {
     if (nbytes > 0) std::memcpy(ab.Data(), t.data_ptr(), nbytes);
     return ab;
   });
+  // takeBuffer(t) → ArrayBuffer; consumes the handle. When the handle holds the only reference to a contiguous
+  // CPU storage, the ArrayBuffer adopts that memory (no copy): nothing else can write to it any more.
+  DEDOS_OP("takeBuffer", {
+    double id = dedos::ArgDouble(info, 0);
+    at::Tensor t = dedos::LookupTensor(env, info[0], "argument 0");
+    dedos::FreeTensor(env, id);
+    bool adopt = t.device().is_cpu() && t.is_contiguous() && t.has_storage() && t.use_count() == 1 &&
+                 t.storage().use_count() == 1 &&
+                 t.storage_offset() == 0 && !t.requires_grad() && t.numel() > 0;
+    if (!adopt) {
+      if (!t.device().is_cpu()) t = t.cpu();
+      t = t.detach().contiguous();
+      size_t nbytes = static_cast<size_t>(t.numel()) * t.element_size();
+      Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, nbytes);
+      if (nbytes > 0) std::memcpy(ab.Data(), t.data_ptr(), nbytes);
+      return ab;
+    }
+    size_t nbytes = static_cast<size_t>(t.numel()) * t.element_size();
+    auto* keep = new at::Tensor(std::move(t));
+    return Napi::ArrayBuffer::New(env, keep->data_ptr(), nbytes, [](Napi::Env, void*, at::Tensor* k) { delete k; }, keep);
+  });
   DEDOS_OP("item", {
     at::Tensor& t = dedos::ArgTensor(info, 0);
     if (t.numel() != 1) throw Napi::Error::New(env, "item: tensor has " + std::to_string(t.numel()) + " elements, not 1");

@@ -87,8 +87,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       return full.argmax(1).flatten().to("int32"); // (H·W)
     }),
   );
-  const lab = labels.toTypedArray() as Int32Array;
-  labels.dispose();
+  const lab = labels.intoTypedArray() as Int32Array;
   const base = imagePath.replace(/^.*\//, "").replace(/\.[^.]+$/, "");
   const title = weights ? `CLIP ViT-B/16 zero-shot` : "RANDOM weights (pipeline demo)";
   await writeLabelPng(join(outDir, `${base}.labels.png`), lab, image.width, image.height);

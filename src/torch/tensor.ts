@@ -198,6 +198,20 @@ export class Tensor {
   toTypedArray(): AnyTypedArray {
     return typedArrayFromBuffer(this.dtype, N.toBuffer(this.handle));
   }
+  /**
+   * The elements as a typed array, consuming the tensor (it is disposed). When this tensor is the only owner
+   * of its contiguous memory the array adopts that memory without copying; otherwise it gets a copy.
+   */
+  intoTypedArray(): AnyTypedArray {
+    const dtype = this.dtype;
+    const buf: ArrayBuffer = N.takeBuffer(this.handle);
+    this.handle = 0;
+    if (this.collected) {
+      collector.unregister(this);
+      this.collected = false;
+    }
+    return typedArrayFromBuffer(dtype, buf);
+  }
   /** Elements as float32 (converting other dtypes). */
   toFloat32Array(): Float32Array {
     if (this.dtype === "float32") return new Float32Array(N.toBuffer(this.handle));

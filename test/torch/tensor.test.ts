@@ -57,6 +57,17 @@ describe("typed array round trips", () => {
       [1, 3.140625],
     );
   });
+  it("intoTypedArray consumes the tensor; shared memory is copied, sole memory adopted", () => {
+    const t = arange(6).float();
+    const view = t.view(2, 3);
+    const a = t.intoTypedArray() as Float32Array; // storage shared with `view`: copied
+    assert.equal(t.isDisposed, true);
+    a[0] = 99;
+    assert.deepEqual(view.toArray(), [0, 1, 2, 3, 4, 5]);
+    const b = arange(4).float().mul(2).intoTypedArray() as Float32Array; // sole owner: adopted
+    assert.deepEqual(Array.from(b), [0, 2, 4, 6]);
+    assert.deepEqual(Array.from(arange(3).float().slice(0, 1).intoTypedArray() as Float32Array), [1, 2]);
+  });
   it("a byte-count mismatch is an error naming both sizes", () => {
     assert.throws(() => tensor(new Float32Array(5), [2, 3]), /needs 24 bytes but the array holds 20/);
   });
