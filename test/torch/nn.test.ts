@@ -128,6 +128,14 @@ describe("nn.Module naming and state dicts", () => {
       ),
     );
   });
+  it("init 'empty' skips the random fill and loads like any layer; 'random' is reproducible by generator", () => {
+    const a = new nn.Linear(3, 2, true, { generator: new Generator(5) });
+    const b = new nn.Linear(3, 2, true, { generator: new Generator(5) });
+    assert.deepEqual(a.weight.toArray(), b.weight.toArray());
+    const e = new nn.Linear(3, 2, true, { init: "empty" });
+    e.loadStateDict(a.stateDict());
+    assert.deepEqual(e.weight.toArray(), a.weight.toArray());
+  });
   it("train/eval reach every child; BatchNorm updates running stats only in training", () => {
     const m = new Tiny(0).eval();
     assert.equal(m.bn.training, false);

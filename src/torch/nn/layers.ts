@@ -7,10 +7,16 @@ import { Module, ModuleList } from "./module.js";
 export interface InitOptions {
   /** Random generator for the default initialisation (reproducible weights). */
   generator?: Generator;
+  /**
+   * "random" (default): PyTorch's default initialisation. "empty": uninitialised memory, for weights that a
+   * checkpoint overwrites next (skips filling hundreds of millions of random numbers for a full UNet).
+   */
+  init?: "random" | "empty";
 }
 
-function uniformInit(shape: number[], bound: number, g?: Generator): Tensor {
-  return empty(shape).uniform_(-bound, bound, g);
+function uniformInit(shape: number[], bound: number, o: InitOptions): Tensor {
+  const t = empty(shape);
+  return o.init === "empty" ? t : t.uniform_(-bound, bound, o.generator);
 }
 
 /** y = x·Wᵀ + b; weight (out, in), bias (out). PyTorch init: U(±1/√in). */
@@ -23,8 +29,8 @@ export class Linear extends Module {
   ) {
     super();
     const bound = 1 / Math.sqrt(inFeatures);
-    this.param("weight", uniformInit([outFeatures, inFeatures], bound, o.generator));
-    this.param("bias", bias ? uniformInit([outFeatures], bound, o.generator) : null);
+    this.param("weight", uniformInit([outFeatures, inFeatures], bound, o));
+    this.param("bias", bias ? uniformInit([outFeatures], bound, o) : null);
   }
   get weight(): Tensor {
     return this.get("weight");
@@ -54,8 +60,8 @@ export class Conv2d extends Module {
     const [kh, kw] = typeof kernel === "number" ? [kernel, kernel] : kernel;
     const groups = c.groups ?? 1;
     const bound = 1 / Math.sqrt((inCh / groups) * kh * kw);
-    this.param("weight", uniformInit([outCh, inCh / groups, kh, kw], bound, o.generator));
-    this.param("bias", c.bias === false ? null : uniformInit([outCh], bound, o.generator));
+    this.param("weight", uniformInit([outCh, inCh / groups, kh, kw], bound, o));
+    this.param("bias", c.bias === false ? null : uniformInit([outCh], bound, o));
     this.opts = { stride: c.stride, padding: c.padding, dilation: c.dilation, groups };
   }
   forward(x: Tensor): Tensor {
@@ -76,8 +82,8 @@ export class ConvTranspose2d extends Module {
     super();
     const groups = c.groups ?? 1;
     const bound = 1 / Math.sqrt((outCh / groups) * kernel * kernel);
-    this.param("weight", uniformInit([inCh, outCh / groups, kernel, kernel], bound, o.generator));
-    this.param("bias", c.bias === false ? null : uniformInit([outCh], bound, o.generator));
+    this.param("weight", uniformInit([inCh, outCh / groups, kernel, kernel], bound, o));
+    this.param("bias", c.bias === false ? null : uniformInit([outCh], bound, o));
     this.opts = {
       stride: c.stride,
       padding: c.padding,
@@ -166,7 +172,8 @@ export class BatchNorm2d extends Module {
 export class Embedding extends Module {
   constructor(num: number, dim: number, o: InitOptions = {}) {
     super();
-    this.param("weight", empty([num, dim]).normal_(0, 1, o.generator));
+    const w = empty([num, dim]);
+    this.param("weight", o.init === "empty" ? w : w.normal_(0, 1, o.generator));
   }
   get weight(): Tensor {
     return this.get("weight");
@@ -216,7 +223,7 @@ export class MultiheadAttention extends Module {
       throw new Error(`MultiheadAttention: embedDim ${embedDim} is not divisible by ${numHeads} heads`);
     // xavier_uniform_ on the packed projection, zero biases: PyTorch's _reset_parameters.
     const bound = Math.sqrt(6 / (embedDim + 3 * embedDim));
-    this.param("in_proj_weight", uniformInit([3 * embedDim, embedDim], bound, o.generator));
+    this.param("in_proj_weight", uniformInit([3 * embedDim, embedDim], bound, o));
     this.param("in_proj_bias", zeros([3 * embedDim]));
     this.outProj = this.child("out_proj", new Linear(embedDim, embedDim, true, o));
     noGrad(() => this.outProj.bias?.zero_());
