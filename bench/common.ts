@@ -2,6 +2,8 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { native } from "../src/torch/native.js";
+import { Tensor } from "../src/torch/tensor.js";
 
 export interface Timing {
   name: string;
@@ -156,4 +158,49 @@ export function report(
 
 function fmt(ms: number): string {
   return ms < 0.1 ? ms.toFixed(4) : ms < 10 ? ms.toFixed(3) : ms.toFixed(1);
+}
+
+/**
+ * Share of a run's wall time spent outside libtorch kernels (binding and JavaScript overhead), estimated as
+ * (native calls made) × (cost of the cheapest tensor-returning op call, an upper bound on per-call overhead)
+ * / (wall time). Counting wraps every addon function during one run of `fn`.
+ */
+export function bindingOverhead(fn: () => void): {
+  calls: number;
+  perCallUs: number;
+  wallMs: number;
+  share: number;
+} {
+  const addon = native as Record<string, (...a: unknown[]) => unknown>;
+  const originals = { ...addon };
+  let calls = 0;
+  for (const [k, f] of Object.entries(originals)) {
+    addon[k] = (...a: unknown[]) => {
+      calls++;
+      return f(...a);
+    };
+  }
+  let wallMs: number;
+  try {
+    const s = performance.now();
+    fn();
+    wallMs = performance.now() - s;
+  } finally {
+    Object.assign(addon, originals);
+  }
+  // The cheapest op that makes a new tensor (a view), plus disposing it: binding + bookkeeping + a trivial kernel.
+  const t = new Tensor(native.zeros([1], null, null));
+  const n = 20000;
+  const perCallUs =
+    (timeMedian(
+      () => {
+        for (let i = 0; i < n; i++) t.view(1).dispose();
+      },
+      5,
+      1,
+    ) *
+      1e3) /
+    (2 * n); // two addon calls per iteration (view, free)
+  t.dispose();
+  return { calls, perCallUs, wallMs, share: (calls * perCallUs) / 1e3 / wallMs };
 }
