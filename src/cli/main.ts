@@ -2,9 +2,14 @@
 // The `dedos` command. Each subcommand lives in its own file; this one only dispatches.
 import { demoCommand } from "./demo.js";
 import { parityCommand } from "./parity.js";
+import { prepareCommand } from "./prepare.js";
 
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
   demo: { summary: "label a bundled image with CLIP end to end (writes a colour overlay)", run: demoCommand },
+  prepare: {
+    summary: "convert downloaded benchmark datasets into the evaluation layout",
+    run: prepareCommand,
+  },
   parity: { summary: "check TypeScript modules against reference fixture directories", run: parityCommand },
 };
 

@@ -1,0 +1,231 @@
+// CAT-Seg's test-time path (cat_seg/cat_seg_model.py `CATSeg.inference_sliding_window`, DEDOS spec §8):
+//
+//   image (1, 3, H, W) 0–255
+//   → ResizeShortestEdge(640, max 2560) (detectron2's test augmentation; the model sees uint8 pixels)
+//   → bilinear to 640×640 → unfold into kernel×kernel windows (stride ⌊kernel·(1 − overlap)⌋)
+//     + a global view: the shortest-side-640 image resized to kernel×kernel
+//   → CLIP once for every view, the head on all classes → logits (views, T, 4g, 4g)
+//   → bilinear to kernel, sigmoid → windows folded back (overlaps averaged: fold / fold(unfold(1)))
+//     and averaged with the global view resized to 640 → bilinear to (H, W) (sem_seg_postprocess)
+//   → per-class scores (T, H, W) and / or the argmax label map (H, W).
+//
+// Class chunking (bounded memory for ADE-847 and PC-459). The head always sees the whole class list at once,
+// exactly as the reference: its aggregation is already bounded by pad_len (beyond 256 classes only the top
+// 256 by max cost are aggregated, the rest get −100), and splitting the list before the head would change
+// the results (the class attention would see other neighbours and the top-k would never cut). What grows
+// with T is everything after the head: T maps at kernel² per view, T maps at 640² and T at H×W. That part is
+// processed in chunks of ≤ `classChunk` (≤ pad_len) classes; it is per class, so chunking is exact (the
+// results are identical bit for bit), and the label map is a running argmax over the chunks. `headChunk`
+// optionally splits the head too (a different model for T > headChunk: every class aggregated, no cut).
+
+import * as F from "../torch/functional.js";
+import { cat, dispose, noGrad, ones, type Tensor, tidy, where } from "../torch/tensor.js";
+
+/** Sliding-window geometry: square windows of `kernel` px, consecutive windows overlapping by `overlap`. */
+export interface WindowSpec {
+  kernel: number;
+  overlap: number;
+}
+
+export type WindowPreset = "catseg" | "dedos";
+
+/** CAT-Seg: kernel 384, overlap 0.333 (the reference's literal, stride 256); DEDOS: 512 / 0.75 (stride 128). */
+export const WINDOW_PRESETS: Readonly<Record<WindowPreset, Readonly<WindowSpec>>> = {
+  catseg: { kernel: 384, overlap: 0.333 },
+  dedos: { kernel: 512, overlap: 0.75 },
+};
+
+/** What the sliding window needs from a model (CatSegModel satisfies it; tests use stand-ins). */
+export interface SegmentationModel<Features = unknown> {
+  /** Class-attention length of the head; post-processing chunks never exceed it. */
+  readonly padLen: number;
+  /** Raw 0–255 views (N, 3, k, k) → class-independent features. */
+  encodeImage(images: Tensor): Features;
+  /** Features + text (T, P, E) → logits (N, T, h, w). */
+  head(features: Features, textEmbeds: Tensor, o: { poolingSize?: [number, number] }): Tensor;
+}
+
+export interface SegmentOptions {
+  /** Window preset or geometry (default "catseg"). */
+  window?: WindowPreset | WindowSpec;
+  /** ResizeShortestEdge target (INPUT.MIN_SIZE_TEST, 640); 0 skips the step. */
+  shortestSide?: number;
+  /** ResizeShortestEdge cap on the longer side (INPUT.MAX_SIZE_TEST, 2560). */
+  maxSize?: number;
+  /** Round the resized image to integers as detectron2's uint8 pipeline does (default true). */
+  quantize?: boolean;
+  /** Side of the square the windows tile (`out_res`, 640). */
+  outRes?: number;
+  /** Average with the global view (default true, as the reference). */
+  globalView?: boolean;
+  /** Classes per post-processing chunk (default min(pad_len, 64); clamped to pad_len). */
+  classChunk?: number;
+  /** Split the classes before the head as well (changes results when T > headChunk); default: never. */
+  headChunk?: number;
+  /** Class-layer pooling (default (1, 1), CAT-Seg's evaluation setting). */
+  poolingSize?: [number, number];
+  /** What to return (default "labels"; scores cost T·H·W floats). */
+  output?: "labels" | "scores" | "both";
+}
+
+export interface SegmentResult {
+  /** (H, W) int64 class indices (argmax over the scores; the first class wins ties). */
+  labels?: Tensor;
+  /** (T, H, W) float32 probabilities in [0, 1]. */
+  scores?: Tensor;
+  /** The window grid that was used. */
+  windows: { kernel: number; stride: number; perSide: number; views: number };
+}
+
+/**
+ * Bilinear resize (align_corners=False) of per-class maps (A, n, h, w) → (A, n, H, W), every map as its own
+ * single-channel image: libtorch's kernel takes another code path for one channel than for several (the
+ * results differ in the last bit), so resizing maps one by one makes the result independent of how the
+ * classes are chunked.
+ */
+function resizeMaps(x: Tensor, size: [number, number]): Tensor {
+  return tidy(() => {
+    const [A, n, h, w] = x.shape as [number, number, number, number];
+    // contiguous(): a strided input (a one-class narrow is a view) also takes another kernel path.
+    const y = F.interpolate(x.reshape(A * n, 1, h, w).contiguous(), {
+      size,
+      mode: "bilinear",
+      alignCorners: false,
+    });
+    return y.reshape(A, n, size[0], size[1]);
+  });
+}
+
+/** detectron2 ResizeShortestEdge.get_output_shape: shortest side → `size`, longest capped at `maxSize`. */
+export function shortestEdgeSize(h: number, w: number, size: number, maxSize: number): [number, number] {
+  const scale = size / Math.min(h, w);
+  let [nh, nw] = h < w ? [size, scale * w] : [scale * h, size];
+  if (Math.max(nh, nw) > maxSize) {
+    const s = maxSize / Math.max(nh, nw);
+    nh *= s;
+    nw *= s;
+  }
+  return [Math.trunc(nh + 0.5), Math.trunc(nw + 0.5)];
+}
+
+/** The window geometry: stride int(kernel·(1 − overlap)), windows per side, checked to tile `outRes`. */
+export function windowGrid(
+  spec: WindowSpec,
+  outRes: number,
+): { kernel: number; stride: number; perSide: number } {
+  const { kernel, overlap } = spec;
+  if (!Number.isInteger(kernel) || kernel <= 0)
+    throw new Error(`window kernel must be a positive integer, got ${kernel}`);
+  if (!(overlap >= 0 && overlap < 1)) throw new Error(`window overlap must be in [0, 1), got ${overlap}`);
+  const stride = Math.trunc(kernel * (1 - overlap));
+  if (stride < 1) throw new Error(`window kernel ${kernel} with overlap ${overlap} gives stride 0`);
+  if (kernel > outRes || (outRes - kernel) % stride !== 0) {
+    // The reference would divide by a zero coverage count (NaN) on the uncovered border.
+    throw new Error(
+      `windows of ${kernel} px with stride ${stride} do not tile ${outRes}×${outRes} exactly (need (out − kernel) % stride = 0)`,
+    );
+  }
+  return { kernel, stride, perSide: (outRes - kernel) / stride + 1 };
+}
+
+/**
+ * Segments one image: `image` (1, 3, H, W) on the 0–255 scale, `textEmbeds` (T, P, E) → scores (T, H, W)
+ * and / or labels (H, W). Runs without gradients; the model should be in eval mode.
+ */
+export function segmentTensor<Feat>(
+  model: SegmentationModel<Feat>,
+  image: Tensor,
+  textEmbeds: Tensor,
+  o: SegmentOptions = {},
+): SegmentResult {
+  if (image.ndim !== 4 || image.size(0) !== 1 || image.size(1) !== 3)
+    throw new Error(`segmentTensor: image must be (1, 3, H, W), got [${image.shape.join(", ")}]`);
+  if (textEmbeds.ndim !== 3)
+    throw new Error(`segmentTensor: text embeddings must be (T, P, E), got [${textEmbeds.shape.join(", ")}]`);
+  const spec = typeof o.window === "object" ? o.window : WINDOW_PRESETS[o.window ?? "catseg"];
+  if (!spec) throw new Error(`segmentTensor: unknown window "${String(o.window)}" (catseg or dedos)`);
+  const R = o.outRes ?? 640;
+  const { kernel: k, stride, perSide } = windowGrid(spec, R);
+  const L = perSide * perSide;
+  const useGlobal = o.globalView ?? true;
+  const T = textEmbeds.size(0);
+  const padLen = model.padLen > 0 ? model.padLen : T;
+  const chunk = Math.max(1, Math.min(o.classChunk ?? 64, padLen));
+  const output = o.output ?? "labels";
+  const pooling = o.poolingSize ?? [1, 1];
+  const [H, W] = [image.size(2), image.size(3)];
+  const windows = { kernel: k, stride, perSide, views: L + (useGlobal ? 1 : 0) };
+
+  return noGrad(() =>
+    tidy(() => {
+      // 1. detectron2's test resize (its uint8 image → integers), then the 640×640 square.
+      let img = image.float();
+      const side = o.shortestSide ?? 640;
+      if (side > 0) {
+        const [h1, w1] = shortestEdgeSize(H, W, side, o.maxSize ?? 2560);
+        if (h1 !== H || w1 !== W) {
+          img = F.interpolate(img, { size: [h1, w1], mode: "bilinear", alignCorners: false });
+          if (o.quantize ?? true) img = img.round().clamp(0, 255);
+        }
+      }
+      const square = F.interpolate(img, { size: [R, R], mode: "bilinear", alignCorners: false });
+      // 2. Views: unfold "(C H W) L -> L C H W", then the global view.
+      const tiles = F.unfold(square, k, { stride }).reshape(3, k, k, L).permute(3, 0, 1, 2);
+      const views = useGlobal
+        ? cat([tiles, F.interpolate(img, { size: [k, k], mode: "bilinear", alignCorners: false })], 0)
+        : tiles.contiguous();
+
+      // 3. CLIP once, the head on every class (or on head chunks).
+      const logits = tidy(() => {
+        const feats = model.encodeImage(views);
+        const hc = o.headChunk;
+        if (!hc || hc >= T) return model.head(feats, textEmbeds, { poolingSize: pooling });
+        const parts: Tensor[] = [];
+        for (let t0 = 0; t0 < T; t0 += hc) {
+          parts.push(
+            model.head(feats, textEmbeds.narrow(0, t0, Math.min(hc, T - t0)), { poolingSize: pooling }),
+          );
+        }
+        return cat(parts, 1);
+      }); // (views, T, h, w)
+
+      // 4. Post-processing per class chunk.
+      const count = F.fold(F.unfold(ones([1, 1, R, R]), k, { stride }), [R, R], k, { stride }); // (1, 1, R, R)
+      const scoreParts: Tensor[] = [];
+      let best: Tensor | null = null; // (H, W) running max
+      let bestIdx: Tensor | null = null; // (H, W) int64
+      for (let t0 = 0; t0 < T; t0 += chunk) {
+        const n = Math.min(chunk, T - t0);
+        const scores = tidy(() => {
+          const up = resizeMaps(logits.narrow(1, t0, n), [k, k]).sigmoid(); // (views, n, k, k)
+          const cols = up.narrow(0, 0, L).flatten(1).transpose(0, 1).unsqueeze(0); // (1, n·k·k, L)
+          let out = F.fold(cols, [R, R], k, { stride }).div(count); // (1, n, R, R)
+          if (useGlobal) {
+            const glob = resizeMaps(up.narrow(0, L, 1), [R, R]);
+            out = out.add(glob).div(2);
+          }
+          // sem_seg_postprocess: crop to the (whole) input size, bilinear to the original image size.
+          return resizeMaps(out, [H, W]).squeeze(0); // (n, H, W)
+        });
+        if (output !== "labels") scoreParts.push(scores);
+        if (output !== "scores") {
+          const next = tidy(() => {
+            const m = scores.amax(0); // (H, W)
+            const a = scores.argmax(0).add(t0); // (H, W), first max within the chunk
+            if (!best || !bestIdx) return { m, a };
+            const better = m.gt(best); // strictly greater: earlier chunks win ties, as a global argmax
+            return { m: where(better, m, best), a: where(better, a, bestIdx) };
+          });
+          dispose([best, bestIdx]);
+          best = next.m;
+          bestIdx = next.a;
+        }
+        if (output === "labels") scores.dispose();
+      }
+      const result: SegmentResult = { windows };
+      if (output !== "scores") result.labels = bestIdx!;
+      if (output !== "labels") result.scores = scoreParts.length === 1 ? scoreParts[0]! : cat(scoreParts, 0);
+      return result;
+    }),
+  );
+}

@@ -1,0 +1,504 @@
+// `dedos prepare`: turns the files users download into the ground-truth layouts of the benchmarks, with
+// exactly the label mappings of CAT-Seg's `datasets/prepare_*.py`:
+//   ade150       ADEChallengeData2016/annotations/validation/*.png: uint8(raw − 1), so 0 (other) → 255
+//   voc20        VOC2012 val (ImageSets/Segmentation/val.txt), SegmentationClassAug (or SegmentationClass,
+//                palette or colour-rendered): 0 → 255, k → k−1, 255 → 255, anything else → 255; masks
+//                that end up all-255 are not written (as CAT-Seg)
+//   voc20b       the same with background 0 → 20
+//   cocostuff171 coco-stuff/annotations/val2017/*.png (stuffthingmaps: cocoId−1, 255 unlabeled) → 0..170
+//   pc59         VOC2010/trainval_merged.json (RLE, val phase) → 60-id table: id 0 → 255, the other 59 → 0..58
+// Outputs are written atomically, skipped when they exist and are newer than their inputs (so a run can be
+// interrupted and resumed), and a corrupt or missing input is reported by name without stopping the run.
+import { existsSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { basename, join } from "node:path";
+import {
+  type BenchmarkName,
+  type BenchmarkSpec,
+  benchmarkPaths,
+  getBenchmark,
+  packageRoot,
+} from "./benchmarks.js";
+import {
+  decodeCocoRle,
+  decodePng,
+  decodeVocColorMask,
+  type LabelMap,
+  pngToRgb,
+  writeLabelMap,
+} from "./labels.js";
+
+// ---- label mappings (pure) ----
+
+/** ADE-150: uint8(raw − 1): 0 → 255, k → k − 1. */
+export function mapAde150(raw: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) out[i] = (raw[i]! - 1) & 0xff;
+  return out;
+}
+
+/** VOC SegmentationClass indices → VOC-20 (background → 255) or VOC-20b (background → 20). */
+export function mapVoc(raw: ArrayLike<number>, background: "ignore" | "class20"): Uint8Array {
+  const bg = background === "ignore" ? 255 : 20;
+  const out = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    const v = raw[i]!;
+    out[i] = v === 0 ? bg : v >= 1 && v <= 20 ? v - 1 : 255;
+  }
+  return out;
+}
+
+/** stuffthingmaps value (COCO id − 1) → COCO-Stuff-171 train id; 255 for unlabeled and the 11 unused ids. */
+export const COCO_STUFF_171_LUT: Uint8Array = (() => {
+  const lut = new Uint8Array(256).fill(255);
+  const things = [
+    ...range(0, 10),
+    ...range(12, 24),
+    26,
+    27,
+    ...range(30, 43),
+    ...range(45, 64),
+    66,
+    69,
+    ...range(71, 81),
+    ...range(83, 89),
+  ];
+  things.forEach((id, k) => {
+    lut[id] = k;
+  });
+  for (let id = 91; id <= 181; id++) lut[id] = 80 + (id - 91);
+  return lut;
+})();
+
+function range(a: number, b: number): number[] {
+  return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+}
+
+export function mapCocoStuff171(raw: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    const v = raw[i]!;
+    out[i] = v < 256 ? COCO_STUFF_171_LUT[v]! : 255;
+  }
+  return out;
+}
+
+/** The 60 PASCAL-Context ids kept by PC-59 (sorted); position k maps to k − 1 (so id 0 → 255). */
+export const PC59_IDS: readonly number[] = [
+  0, 2, 259, 260, 415, 324, 9, 258, 144, 18, 19, 22, 23, 397, 25, 284, 158, 159, 416, 33, 162, 420, 454, 295,
+  296, 427, 44, 45, 46, 308, 59, 440, 445, 31, 232, 65, 354, 424, 68, 326, 72, 458, 34, 207, 80, 355, 85, 347,
+  220, 349, 360, 98, 187, 104, 105, 366, 189, 368, 113, 115,
+].sort((a, b) => a - b);
+
+/** PASCAL-Context id map → PC-59 train ids (255 for id 0 and every id outside the 59). */
+export function mapPc59(ids: ArrayLike<number>): Uint8Array {
+  const lut = new Map<number, number>();
+  PC59_IDS.forEach((id, k) => {
+    lut.set(id, (k - 1) & 0xff);
+  });
+  const out = new Uint8Array(ids.length);
+  for (let i = 0; i < ids.length; i++) out[i] = lut.get(ids[i]!) ?? 255;
+  return out;
+}
+
+// ---- reading sources ----
+
+async function readPng(file: string) {
+  const buf = await fsp.readFile(file);
+  try {
+    return decodePng(buf);
+  } catch (e) {
+    throw new Error(`corrupt PNG (${(e as Error).message})`);
+  }
+}
+
+/** A single-channel 8-bit PNG (grey or palette indices). */
+async function readIndexPng(file: string): Promise<LabelMap> {
+  const png = await readPng(file);
+  if ((png.colorType !== 0 && png.colorType !== 3) || png.bitDepth > 8)
+    throw new Error(
+      `expected an 8-bit grey or palette PNG, got colour type ${png.colorType}, ${png.bitDepth}-bit`,
+    );
+  return { data: png.data, width: png.width, height: png.height };
+}
+
+/** A VOC mask as SegmentationClass indices: grey / palette PNG as stored, colour-rendered RGB via the palette. */
+export async function readVocMask(file: string): Promise<LabelMap> {
+  const png = await readPng(file);
+  if ((png.colorType === 0 || png.colorType === 3) && png.bitDepth <= 8)
+    return { data: png.data, width: png.width, height: png.height };
+  if (png.bitDepth !== 8) throw new Error(`unsupported ${png.bitDepth}-bit colour PNG`);
+  return decodeVocColorMask(pngToRgb(png), png.width, png.height);
+}
+
+// ---- the job runner ----
+
+export interface PrepareFailure {
+  /** The input file (or id) that failed. */
+  file: string;
+  error: string;
+}
+
+export interface PrepareReport {
+  dataset: BenchmarkName;
+  outDir: string;
+  /** Inputs listed for the split. */
+  listed: number;
+  written: number;
+  /** Outputs already present and up to date. */
+  upToDate: number;
+  /** Masks with no labelled pixel, not written (CAT-Seg's VOC rule). */
+  empty: number;
+  failed: PrepareFailure[];
+  /** Outputs present at the end. */
+  present: number;
+  expected: number;
+  /** present + empty === expected, and nothing failed. */
+  ok: boolean;
+  seconds: number;
+}
+
+export interface PrepareOptions {
+  /** Datasets root (holding e.g. ADEChallengeData2016/) or the dataset folder itself. */
+  root: string;
+  /** Rebuild outputs even if up to date. */
+  force?: boolean;
+  /** Progress line on stderr (default: true). */
+  progress?: boolean;
+  /** Messages (failures, summary); default: console.error. */
+  log?: (msg: string) => void;
+  /** Expected number of outputs (default: the benchmark's split size; for tests on small copies). */
+  expected?: number;
+}
+
+interface Job {
+  /** Name used in reports (the input file). */
+  name: string;
+  inputs: string[];
+  output: string;
+  /** Builds the output label map, or null when nothing is to be written (all ignore). */
+  build: () => Promise<LabelMap | null>;
+}
+
+/** Datasets `prepareDataset` can build; the others need sources not handled yet. */
+export const PREPARE_SUPPORTED: readonly BenchmarkName[] = [
+  "ade150",
+  "voc20",
+  "voc20b",
+  "cocostuff171",
+  "pc59",
+];
+
+export const PREPARE_UNSUPPORTED_REASON: Partial<Record<BenchmarkName, string>> = {
+  ade847:
+    "not supported yet: needs ADE20K_2021_17_01 (*_seg.png, decoded as (R/10)·256+G) and CAT-Seg's 847-entry id→trainId table, which is not bundled",
+  pc459:
+    "not supported yet: needs the MATLAB LabelMap files of trainval.tar.gz (a .mat reader is not written yet)",
+};
+
+class Progress {
+  private readonly t0 = Date.now();
+  private last = 0;
+  constructor(
+    private readonly label: string,
+    private readonly total: number,
+    private readonly on: boolean,
+  ) {}
+  tick(done: number, force = false): void {
+    if (!this.on) return;
+    const now = Date.now();
+    if (!force && now - this.last < (process.stderr.isTTY ? 250 : 5000)) return;
+    this.last = now;
+    const s = (now - this.t0) / 1000;
+    const rate = s > 0 ? done / s : 0;
+    const eta = rate > 0 ? (this.total - done) / rate : Number.NaN;
+    const pct = this.total ? ((100 * done) / this.total).toFixed(1) : "100";
+    const line = `${this.label}: ${done}/${this.total} (${pct}%) ${rate.toFixed(1)} img/s ETA ${fmtTime(eta)}`;
+    if (process.stderr.isTTY) process.stderr.write(`\r${line}\x1b[K${force ? "\n" : ""}`);
+    else process.stderr.write(`${line}\n`);
+  }
+}
+
+function fmtTime(s: number): string {
+  if (!Number.isFinite(s)) return "--:--";
+  const t = Math.round(s);
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const sec = t % 60;
+  return `${h > 0 ? `${h}:` : ""}${String(m).padStart(h > 0 ? 2 : 1, "0")}:${String(sec).padStart(2, "0")}`;
+}
+
+function mtime(file: string): number {
+  return statSync(file).mtimeMs;
+}
+
+function isUpToDate(job: Job): boolean {
+  if (!existsSync(job.output)) return false;
+  const out = mtime(job.output);
+  return job.inputs.every((f) => existsSync(f) && mtime(f) <= out);
+}
+
+/** Removes temporary files a killed run may have left in `dir`. */
+function removeStaleTemps(dir: string): void {
+  for (const f of readdirSync(dir)) if (f.startsWith(".") && f.includes(".tmp-")) rmQuiet(join(dir, f));
+}
+
+function rmQuiet(f: string): void {
+  rmSync(f, { force: true });
+}
+
+async function runJobs(
+  spec: BenchmarkSpec,
+  outDir: string,
+  jobs: Job[],
+  preFailed: PrepareFailure[],
+  o: PrepareOptions,
+): Promise<PrepareReport> {
+  const log = o.log ?? ((m: string) => console.error(m));
+  const t0 = Date.now();
+  await fsp.mkdir(outDir, { recursive: true });
+  removeStaleTemps(outDir);
+  const failed = [...preFailed];
+  for (const f of preFailed) log(`${spec.name}: ${f.file}: ${f.error}`);
+  let written = 0;
+  let upToDate = 0;
+  let empty = 0;
+  const progress = new Progress(`prepare ${spec.name}`, jobs.length, o.progress ?? true);
+  for (let i = 0; i < jobs.length; i++) {
+    const job = jobs[i]!;
+    progress.tick(i);
+    if (!o.force && isUpToDate(job)) {
+      upToDate++;
+      continue;
+    }
+    try {
+      const missing = job.inputs.filter((f) => !existsSync(f));
+      if (missing.length) throw new Error(`missing input ${missing.join(", ")}`);
+      const map = await job.build();
+      if (map === null) {
+        empty++;
+        if (existsSync(job.output)) await fsp.rm(job.output);
+        continue;
+      }
+      await writeLabelMap(job.output, map);
+      written++;
+    } catch (e) {
+      const error = (e as Error).message;
+      failed.push({ file: job.name, error });
+      log(`\n${spec.name}: ${job.name}: ${error}`);
+    }
+  }
+  progress.tick(jobs.length, true);
+  const present = readdirSync(outDir).filter(
+    (f) => f.endsWith(`.${spec.gtExt}`) && !f.startsWith("."),
+  ).length;
+  const expected = o.expected ?? spec.splitSize;
+  const ok = failed.length === 0 && present + empty === expected;
+  return {
+    dataset: spec.name,
+    outDir,
+    listed: jobs.length,
+    written,
+    upToDate,
+    empty,
+    failed,
+    present,
+    expected,
+    ok,
+    seconds: (Date.now() - t0) / 1000,
+  };
+}
+
+function stem(f: string): string {
+  return basename(f).replace(/\.[^.]+$/, "");
+}
+
+function listDir(dir: string, ext: string): string[] {
+  if (!existsSync(dir)) throw new Error(`folder not found: ${dir}`);
+  return readdirSync(dir)
+    .filter((f) => f.toLowerCase().endsWith(ext) && !f.startsWith("."))
+    .sort();
+}
+
+function imageCheck(imageDir: string, id: string, failures: PrepareFailure[], ext = "jpg"): void {
+  const img = join(imageDir, `${id}.${ext}`);
+  if (!existsSync(img)) failures.push({ file: img, error: "image missing" });
+}
+
+// ---- per-dataset job lists ----
+
+function ade150Jobs(
+  spec: BenchmarkSpec,
+  root: string,
+  pre: PrepareFailure[],
+): { outDir: string; jobs: Job[] } {
+  const p = benchmarkPaths(spec, root);
+  const srcDir = join(p.datasetDir, "annotations", "validation");
+  const jobs = listDir(srcDir, ".png").map((f): Job => {
+    const input = join(srcDir, f);
+    imageCheck(p.imageDir, stem(f), pre);
+    return {
+      name: input,
+      inputs: [input],
+      output: join(p.gtDir, f),
+      build: async () => {
+        const m = await readIndexPng(input);
+        return { data: mapAde150(m.data), width: m.width, height: m.height };
+      },
+    };
+  });
+  return { outDir: p.gtDir, jobs };
+}
+
+function vocJobs(spec: BenchmarkSpec, root: string, pre: PrepareFailure[]): { outDir: string; jobs: Job[] } {
+  const p = benchmarkPaths(spec, root);
+  const listFile = join(p.datasetDir, "ImageSets", "Segmentation", "val.txt");
+  if (!existsSync(listFile)) throw new Error(`split list not found: ${listFile}`);
+  const ids = readFileSync(listFile, "utf8")
+    .split(/\r?\n/)
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const aug = join(p.datasetDir, "SegmentationClassAug");
+  const srcDir = existsSync(aug) ? aug : join(p.datasetDir, "SegmentationClass");
+  const background = spec.foldBackground ? "class20" : "ignore";
+  const jobs = ids.map((id): Job => {
+    const input = join(srcDir, `${id}.png`);
+    imageCheck(p.imageDir, id, pre);
+    return {
+      name: input,
+      inputs: [input],
+      output: join(p.gtDir, `${id}.png`),
+      build: async () => {
+        const m = await readVocMask(input);
+        const data = mapVoc(m.data, background);
+        if (data.every((v) => v === 255)) return null;
+        return { data, width: m.width, height: m.height };
+      },
+    };
+  });
+  return { outDir: p.gtDir, jobs };
+}
+
+function cocoStuffJobs(
+  spec: BenchmarkSpec,
+  root: string,
+  pre: PrepareFailure[],
+): { outDir: string; jobs: Job[] } {
+  const p = benchmarkPaths(spec, root);
+  const srcDir = join(p.datasetDir, "annotations", "val2017");
+  const jobs = listDir(srcDir, ".png").map((f): Job => {
+    const input = join(srcDir, f);
+    imageCheck(p.imageDir, stem(f), pre);
+    return {
+      name: input,
+      inputs: [input],
+      output: join(p.gtDir, f),
+      build: async () => {
+        const m = await readIndexPng(input);
+        return { data: mapCocoStuff171(m.data), width: m.width, height: m.height };
+      },
+    };
+  });
+  return { outDir: p.gtDir, jobs };
+}
+
+interface PcImage {
+  image_id: number;
+  file_name: string;
+  height: number;
+  width: number;
+  phase?: string;
+}
+interface PcAnno {
+  image_id: number;
+  category_id: number;
+  segmentation: { size: number[]; counts: string | number[] };
+}
+
+function pc59Jobs(spec: BenchmarkSpec, root: string, pre: PrepareFailure[]): { outDir: string; jobs: Job[] } {
+  const p = benchmarkPaths(spec, root);
+  const json = join(p.datasetDir, "trainval_merged.json");
+  if (!existsSync(json)) throw new Error(`annotation file not found: ${json}`);
+  // Parsed lazily (it is large), and only if some output needs building.
+  let parsed: { images: Map<number, PcImage>; annos: Map<number, PcAnno[]> } | undefined;
+  const load = () => {
+    if (!parsed) {
+      let data: { images: PcImage[]; annos_segmentation: PcAnno[] };
+      try {
+        data = JSON.parse(readFileSync(json, "utf8"));
+      } catch (e) {
+        throw new Error(`${json}: cannot parse (${(e as Error).message})`);
+      }
+      const images = new Map<number, PcImage>();
+      for (const im of data.images) if (im.phase === "val") images.set(im.image_id, im);
+      const annos = new Map<number, PcAnno[]>();
+      for (const a of data.annos_segmentation) {
+        if (!images.has(a.image_id)) continue;
+        const l = annos.get(a.image_id);
+        if (l) l.push(a);
+        else annos.set(a.image_id, [a]);
+      }
+      parsed = { images, annos };
+    }
+    return parsed;
+  };
+  // The split: val images of the json. To avoid parsing when everything is built, the ids come from the
+  // bundled list (CAT-Seg's pascalcontext_val.txt, the same 5104 images) when all its outputs exist.
+  const localList = join(p.datasetDir, "pascalcontext_val.txt");
+  const listFile = existsSync(localList)
+    ? localList
+    : join(packageRoot(), "assets", "classes", "pascalcontext_val.txt");
+  const makeJob = (name: string, imageId: number | undefined): Job => ({
+    name: `${json} (image ${name})`,
+    inputs: [json],
+    output: join(p.gtDir, `${name}.png`),
+    build: async () => {
+      const { images, annos } = load();
+      const id = imageId ?? [...images.values()].find((im) => stem(im.file_name) === name)?.image_id;
+      const im = id === undefined ? undefined : images.get(id);
+      if (!im) throw new Error(`image ${name} not in the val phase of the json`);
+      const mask = new Uint16Array(im.height * im.width);
+      for (const a of annos.get(im.image_id) ?? []) {
+        const [h, w] = a.segmentation.size as [number, number];
+        if (h !== im.height || w !== im.width)
+          throw new Error(`RLE size ${h}×${w} ≠ image ${im.height}×${im.width}`);
+        const m = decodeCocoRle({ size: [h, w], counts: a.segmentation.counts });
+        for (let i = 0; i < m.length; i++) if (m[i]) mask[i] = a.category_id;
+      }
+      return { data: mapPc59(mask), width: im.width, height: im.height };
+    },
+  });
+  let jobs: Job[];
+  const listed = existsSync(listFile)
+    ? readFileSync(listFile, "utf8")
+        .split(/\r?\n/)
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [];
+  if (listed.length > 0 && listed.every((n) => existsSync(join(p.gtDir, `${n}.png`)))) {
+    jobs = listed.map((n) => makeJob(n, undefined));
+  } else {
+    const { images } = load();
+    jobs = [...images.values()]
+      .sort((a, b) => (a.file_name < b.file_name ? -1 : 1))
+      .map((im) => makeJob(stem(im.file_name), im.image_id));
+  }
+  for (const j of jobs) imageCheck(p.imageDir, stem(j.output), pre);
+  return { outDir: p.gtDir, jobs };
+}
+
+/** Prepares one benchmark's ground truth under `o.root`. Throws only when the source layout is not found. */
+export async function prepareDataset(name: string, o: PrepareOptions): Promise<PrepareReport> {
+  const spec = getBenchmark(name);
+  const reason = PREPARE_UNSUPPORTED_REASON[spec.name];
+  if (reason) throw new Error(`prepare ${spec.name}: ${reason}`);
+  const pre: PrepareFailure[] = [];
+  const { outDir, jobs } =
+    spec.name === "ade150"
+      ? ade150Jobs(spec, o.root, pre)
+      : spec.name === "voc20" || spec.name === "voc20b"
+        ? vocJobs(spec, o.root, pre)
+        : spec.name === "cocostuff171"
+          ? cocoStuffJobs(spec, o.root, pre)
+          : pc59Jobs(spec, o.root, pre);
+  return runJobs(spec, outDir, jobs, pre, o);
+}
