@@ -3,8 +3,10 @@
 import { demoCommand } from "./demo.js";
 import { parityCommand } from "./parity.js";
 import { prepareCommand } from "./prepare.js";
+import { segmentCommand } from "./segment.js";
 
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
+  segment: { summary: "label every pixel of images with free-text classes (CAT-Seg)", run: segmentCommand },
   demo: { summary: "label a bundled image with CLIP end to end (writes a colour overlay)", run: demoCommand },
   prepare: {
     summary: "convert downloaded benchmark datasets into the evaluation layout",

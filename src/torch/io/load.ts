@@ -1,6 +1,15 @@
 // Turns file records into tensors (memory-mapped, lazily per tensor) and reads any supported checkpoint
 // format into a state dict: safetensors, torch.save zip/legacy `.pth`/`.bin`, TorchScript `.pt`.
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { type DType, dtypeCode } from "../dtype.js";
 import { native as N } from "../native.js";
 import { Tensor } from "../tensor.js";
@@ -11,10 +20,14 @@ import { buildSafetensorsHeader, readSafetensorsIndex } from "./safetensors-form
 const mappings = new Map<string, unknown>();
 
 function mapping(file: string): unknown {
-  let m = mappings.get(file);
+  // Keyed by identity and modification, so a file replaced on disk is mapped afresh.
+  const st = statSync(file);
+  const key = `${file}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+  let m = mappings.get(key);
   if (!m) {
+    for (const k of mappings.keys()) if (k.startsWith(`${file}\0`)) mappings.delete(k); // tensors keep their own
     m = N.mapFile(file);
-    mappings.set(file, m);
+    mappings.set(key, m);
   }
   return m;
 }

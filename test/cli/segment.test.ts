@@ -1,0 +1,119 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import sharp from "sharp";
+import { Segmenter } from "../../src/api/segmenter.js";
+import type { CatSegConfig } from "../../src/catseg/model.js";
+import { readLabelMap } from "../../src/data/labels.js";
+
+// A tiny CAT-Seg (same structure as vitb_384, small widths) so that the CLI runs in seconds.
+const TINY: CatSegConfig = {
+  clip: {
+    vision: { width: 32, layers: 3, heads: 2, patchSize: 8, imageSize: 32, outputDim: 16 },
+    text: { width: 32, layers: 1, heads: 2, contextLength: 77, vocabSize: 49408, embedDim: 16 },
+  },
+  aggregator: {
+    textGuidanceDim: 16,
+    textGuidanceProjDim: 8,
+    appearanceGuidanceDim: 16,
+    appearanceGuidanceProjDim: 8,
+    decoderDims: [32, 16],
+    decoderGuidanceDims: [16, 8],
+    decoderGuidanceProjDims: [8, 4],
+    numLayers: 1,
+    nheads: 2,
+    hiddenDim: 16,
+    poolingSize: [2, 2],
+    featureResolution: [4, 4],
+    windowSize: 2,
+    attentionType: "linear",
+    promptChannel: 1,
+    padLen: 8,
+  },
+  clipResolution: 32,
+  taps: [0, 1],
+  testPoolingSize: [1, 1],
+};
+// Windows of 32 px tiling a 64-px square (the geometry must tile exactly, as in CAT-Seg).
+const cli = (args: string[]) =>
+  spawnSync(process.execPath, ["dist/src/cli/main.js", ...args], { encoding: "utf8" });
+
+describe("dedos segment", () => {
+  const dir = mkdtempSync(join(tmpdir(), "dedos-seg-"));
+  const config = join(dir, "tiny.json");
+  writeFileSync(config, JSON.stringify(TINY));
+
+  it("writes label maps of the input size, overlays whose legend lists exactly the classes present, and summaries", async () => {
+    const out = join(dir, "out");
+    const images = ["assets/voc/1_image.png", "assets/ade20k/images/ADE_val_00000001.jpg"];
+    const r = cli([
+      "segment",
+      ...images,
+      "--classes",
+      "person; sky; grass, lawn; building; road",
+      "--config",
+      config,
+      "--out",
+      out,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /RANDOM weights/);
+    assert.match(r.stderr, /segment 2\/2 [\d.]+ img\/s/);
+    for (const [img, name] of images.map(
+      (p) => [p, p.replace(/^.*\//, "").replace(/\.[^.]+$/, "")] as const,
+    )) {
+      const meta = await sharp(img).metadata();
+      const labels = await readLabelMap(join(out, `${name}.labels.png`));
+      assert.deepEqual([labels.width, labels.height], [meta.width, meta.height]);
+      const present = [...new Set(labels.data)].sort((a, b) => a - b);
+      const summary = JSON.parse(readFileSync(join(out, `${name}.json`), "utf8"));
+      assert.deepEqual(
+        summary.present.map((p: { index: number }) => p.index).sort((a: number, b: number) => a - b),
+        present,
+      );
+      assert.equal(
+        summary.present.reduce((s: number, p: { pixels: number }) => s + p.pixels, 0),
+        meta.width! * meta.height!,
+      );
+      const overlay = await sharp(join(out, `${name}.overlay.png`)).metadata();
+      assert.equal(overlay.height, Math.max(meta.height!, 16 + 22 * (present.length + 1)));
+    }
+  });
+  it("reports a bad image by name, skips it, and exits 1; refuses an empty class list", () => {
+    const bad = join(dir, "broken.jpg");
+    writeFileSync(bad, "not an image");
+    const good = join(dir, "good.png");
+    copyFileSync("assets/voc/23_image.png", good);
+    const r = cli([
+      "segment",
+      bad,
+      good,
+      "--classes",
+      "cat; dog",
+      "--config",
+      config,
+      "--out",
+      join(dir, "o2"),
+    ]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /broken\.jpg: cannot decode image/);
+    assert.match(r.stdout, /segmented 1\/2 image/);
+    assert.notEqual(cli(["segment", good, "--classes", " ; ", "--config", config]).status, 0);
+  });
+  it("library: segment() returns labels, classes and scores whose argmax is the labels", async () => {
+    const seg = Segmenter.create({ config: TINY, seed: 3 });
+    const r = await seg.segment("assets/voc/114_image.png", ["cat", "dog, puppy", "sofa"], { scores: true });
+    seg.dispose();
+    assert.equal(r.labels.length, r.width * r.height);
+    assert.equal(r.scores!.length, 3 * r.width * r.height);
+    const n = r.width * r.height;
+    for (let i = 0; i < n; i += 997) {
+      const s = [0, 1, 2].map((c) => r.scores![c * n + i]!);
+      assert.equal(r.labels[i], s.indexOf(Math.max(...s)));
+      assert.ok(s.every((v) => v >= 0 && v <= 1));
+    }
+  });
+});
