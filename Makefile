@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@node dist/src/cli/main.js demo
+	@node dist/src/cli/main.js segment assets/images/chelsea.png --classes "cat; wall; floor; sky; grass" --out out/demo
 
 test: setup
 	@npx biome check src test bench scripts

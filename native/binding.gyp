@@ -8,7 +8,8 @@
         "src/ops.cpp",
         "src/nn.cpp",
         "src/autograd.cpp",
-        "src/io.cpp"
+        "src/io.cpp",
+        "src/allocator.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

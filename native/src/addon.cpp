@@ -24,6 +24,7 @@ static void SetBlasThreads(int n) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   TuneMalloc();
+  InstallCpuAllocator(env, exports);
   InitTensorOps(env, exports);
   InitNN(env, exports);
   InitAutograd(env, exports);

@@ -69,5 +69,6 @@ void InitTensorOps(Napi::Env env, Napi::Object exports);
 void InitNN(Napi::Env env, Napi::Object exports);
 void InitAutograd(Napi::Env env, Napi::Object exports);
 void InitIO(Napi::Env env, Napi::Object exports);
+void InstallCpuAllocator(Napi::Env env, Napi::Object exports);
 
 }  // namespace dedos

@@ -60,6 +60,8 @@ export interface SegmentOptions {
   globalView?: boolean;
   /** Classes per post-processing chunk (default min(pad_len, 64); clamped to pad_len). */
   classChunk?: number;
+  /** Views (windows + global) through CLIP and the head at once (default 1: lowest peak memory). */
+  viewBatch?: number;
   /** Split the classes before the head as well (changes results when T > headChunk); default: never. */
   headChunk?: number;
   /** Class-layer pooling (default (1, 1), CAT-Seg's evaluation setting). */
@@ -175,19 +177,28 @@ export function segmentTensor<Feat>(
         ? cat([tiles, F.interpolate(img, { size: [k, k], mode: "bilinear", alignCorners: false })], 0)
         : tiles.contiguous();
 
-      // 3. CLIP once, the head on every class (or on head chunks).
-      const logits = tidy(() => {
-        const feats = model.encodeImage(views);
-        const hc = o.headChunk;
-        if (!hc || hc >= T) return model.head(feats, textEmbeds, { poolingSize: pooling });
-        const parts: Tensor[] = [];
-        for (let t0 = 0; t0 < T; t0 += hc) {
-          parts.push(
-            model.head(feats, textEmbeds.narrow(0, t0, Math.min(hc, T - t0)), { poolingSize: pooling }),
-          );
-        }
-        return cat(parts, 1);
-      }); // (views, T, h, w)
+      // 3. CLIP and the head on every class (or on head chunks), `viewBatch` views at a time: the head's
+      //    activations grow with views × max(T, pad_len), so one view at a time bounds peak memory.
+      const vb = Math.max(1, o.viewBatch ?? 1);
+      const V = views.size(0);
+      const perViews: Tensor[] = [];
+      for (let v0 = 0; v0 < V; v0 += vb) {
+        perViews.push(
+          tidy(() => {
+            const feats = model.encodeImage(views.narrow(0, v0, Math.min(vb, V - v0)));
+            const hc = o.headChunk;
+            if (!hc || hc >= T) return model.head(feats, textEmbeds, { poolingSize: pooling });
+            const parts: Tensor[] = [];
+            for (let t0 = 0; t0 < T; t0 += hc) {
+              parts.push(
+                model.head(feats, textEmbeds.narrow(0, t0, Math.min(hc, T - t0)), { poolingSize: pooling }),
+              );
+            }
+            return cat(parts, 1);
+          }),
+        );
+      }
+      const logits = perViews.length === 1 ? perViews[0]! : cat(perViews, 0); // (views, T, h, w)
 
       // 4. Post-processing per class chunk.
       const count = F.fold(F.unfold(ones([1, 1, R, R]), k, { stride }), [R, R], k, { stride }); // (1, 1, R, R)

@@ -296,7 +296,8 @@ describe("sliding-window inference", () => {
 
 /**
  * A stand-in whose logits are constant per (view, class): `perView[v]` + `perClass[t]` (the last view is
- * the global one). It sees no pixels, so the sliding-window arithmetic is all that shapes the result.
+ * the global one). It sees no pixels, so the sliding-window arithmetic is all that shapes the result; the
+ * tests pass every view in one batch (`viewBatch`) so that the batch position names the view.
  */
 function constantModel(perView: number[], perClass: number[]): SegmentationModel<{ n: number }> {
   return {
@@ -325,7 +326,7 @@ describe("window and global-view averaging (stand-in models)", () => {
     const perClass = [-1, 2, 0.5];
     const m = constantModel([0, 0, 0, 0, 0], perClass);
     const image = rand([1, 3, 37, 90], { generator: new Generator(5) }).mul(255);
-    const r = segmentTensor(m, image, text3, { output: "both", classChunk: 2 });
+    const r = segmentTensor(m, image, text3, { viewBatch: 8, output: "both", classChunk: 2 });
     assert.deepEqual(r.scores!.shape, [3, 37, 90]);
     for (let t = 0; t < 3; t++) {
       const s = values(tidy(() => r.scores!.select(0, t)));
@@ -341,7 +342,7 @@ describe("window and global-view averaging (stand-in models)", () => {
     const g = 0.9; // the global view
     const m = constantModel([...a, g], [0, 0, 0]);
     const image = rand([1, 3, 640, 640], { generator: new Generator(6) }).mul(255);
-    const r = segmentTensor(m, image, text3, { output: "scores" });
+    const r = segmentTensor(m, image, text3, { viewBatch: 8, output: "scores" });
     const at = (y: number, x: number) => tidy(() => r.scores!.select(0, 0).select(0, y).select(0, x).item());
     const s = a.map(sig);
     const mean = (xs: number[]) => xs.reduce((p, q) => p + q, 0) / xs.length;
@@ -356,6 +357,7 @@ describe("window and global-view averaging (stand-in models)", () => {
     for (const [y, x, want] of expect) assertClose([at(y, x)], [want], 1e-6, 0, `pixel (${y}, ${x})`);
     // Without the global view: the window average alone.
     const w = segmentTensor(constantModel(a, [0, 0, 0]), image, text3, {
+      viewBatch: 8,
       output: "scores",
       globalView: false,
     });
