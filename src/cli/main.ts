@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // The `dedos` command. Each subcommand lives in its own file; this one only dispatches.
 import { demoCommand } from "./demo.js";
+import { evalCommand } from "./eval.js";
 import { parityCommand } from "./parity.js";
 import { prepareCommand } from "./prepare.js";
 import { segmentCommand } from "./segment.js";
 
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
   segment: { summary: "label every pixel of images with free-text classes (CAT-Seg)", run: segmentCommand },
+  eval: { summary: "evaluate on a prepared benchmark (mIoU, per-class IoU tables)", run: evalCommand },
   demo: { summary: "label a bundled image with CLIP end to end (writes a colour overlay)", run: demoCommand },
   prepare: {
     summary: "convert downloaded benchmark datasets into the evaluation layout",

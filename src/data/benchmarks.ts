@@ -1,8 +1,8 @@
 // The evaluation benchmarks (DEDOS spec §8): class lists, prepared folder layouts (those of CAT-Seg's
 // `register_*.py`), ground-truth formats, ignore labels and split sizes.
 import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { PACKAGE_ROOT } from "../torch/native.js";
 
 export type BenchmarkName = "ade150" | "ade847" | "pc59" | "pc459" | "voc20" | "voc20b" | "cocostuff171";
 
@@ -171,13 +171,9 @@ export function getBenchmark(name: string): BenchmarkSpec {
 }
 
 /** The package root (the folder holding package.json), found from this file (src/ or dist/src/). */
+/** The installed package's root folder (holds assets/). */
 export function packageRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(d, "package.json")) && existsSync(join(d, "assets"))) return d;
-    d = dirname(d);
-  }
-  throw new Error("cannot find the dedos package root (package.json + assets/)");
+  return PACKAGE_ROOT;
 }
 
 /** Absolute path of a benchmark's class-list file. */
