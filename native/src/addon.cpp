@@ -29,6 +29,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitNN(env, exports);
   InitAutograd(env, exports);
   InitIO(env, exports);
+  InitDistributed(env, exports);
   DEDOS_OP("setNumThreads", {
     int n = static_cast<int>(dedos::ArgInt(info, 0));
     if (n < 1) throw std::invalid_argument("thread count must be ≥ 1");

@@ -70,5 +70,6 @@ void InitNN(Napi::Env env, Napi::Object exports);
 void InitAutograd(Napi::Env env, Napi::Object exports);
 void InitIO(Napi::Env env, Napi::Object exports);
 void InstallCpuAllocator(Napi::Env env, Napi::Object exports);
+void InitDistributed(Napi::Env env, Napi::Object exports);
 
 }  // namespace dedos

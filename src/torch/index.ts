@@ -2,6 +2,7 @@
 import { availableParallelism } from "node:os";
 import { setNumThreads } from "./tensor.js";
 
+export * as dist from "./distributed.js";
 export * from "./dtype.js";
 export * as F from "./functional.js";
 export * from "./io/load.js";

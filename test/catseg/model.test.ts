@@ -15,12 +15,10 @@ import {
 } from "../../src/catseg/inference.js";
 import {
   CATSEG_CLIP_PREFIX,
-  type CatSegConfig,
   CatSegModel,
   catSegPreset,
   validateCatSegConfig,
 } from "../../src/catseg/model.js";
-import type { ClipConfig } from "../../src/clip/config.js";
 import { saveSafetensors } from "../../src/torch/io/load.js";
 import { StateDictError } from "../../src/torch/nn/module.js";
 import {
@@ -36,38 +34,12 @@ import {
   tidy,
 } from "../../src/torch/tensor.js";
 import { assertClose } from "../helpers.js";
+import { TINY_CATSEG } from "../tiny-models.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "dedos-catseg-model-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-const TINY_CLIP: ClipConfig = {
-  vision: { width: 32, layers: 3, heads: 2, patchSize: 8, imageSize: 32, outputDim: 16 },
-  text: { width: 32, layers: 1, heads: 2, contextLength: 77, vocabSize: 49408, embedDim: 16 },
-};
-const TINY: CatSegConfig = {
-  clip: TINY_CLIP,
-  aggregator: {
-    textGuidanceDim: 16,
-    textGuidanceProjDim: 8,
-    appearanceGuidanceDim: 16,
-    appearanceGuidanceProjDim: 8,
-    decoderDims: [32, 16],
-    decoderGuidanceDims: [16, 8],
-    decoderGuidanceProjDims: [8, 4],
-    numLayers: 1,
-    nheads: 2,
-    hiddenDim: 16,
-    poolingSize: [2, 2],
-    featureResolution: [4, 4],
-    windowSize: 2,
-    attentionType: "linear",
-    promptChannel: 1,
-    padLen: 8,
-  },
-  clipResolution: 32,
-  taps: [0, 1],
-  testPoolingSize: [1, 1],
-};
+const TINY = TINY_CATSEG;
 
 function tinyModel(seed = 1): CatSegModel {
   return new CatSegModel(TINY, { generator: new Generator(seed) }).eval();

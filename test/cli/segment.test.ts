@@ -6,37 +6,11 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import sharp from "sharp";
 import { Segmenter } from "../../src/api/segmenter.js";
-import type { CatSegConfig } from "../../src/catseg/model.js";
 import { readLabelMap } from "../../src/data/labels.js";
+import { TINY_CATSEG } from "../tiny-models.js";
 
 // A tiny CAT-Seg (same structure as vitb_384, small widths) so that the CLI runs in seconds.
-const TINY: CatSegConfig = {
-  clip: {
-    vision: { width: 32, layers: 3, heads: 2, patchSize: 8, imageSize: 32, outputDim: 16 },
-    text: { width: 32, layers: 1, heads: 2, contextLength: 77, vocabSize: 49408, embedDim: 16 },
-  },
-  aggregator: {
-    textGuidanceDim: 16,
-    textGuidanceProjDim: 8,
-    appearanceGuidanceDim: 16,
-    appearanceGuidanceProjDim: 8,
-    decoderDims: [32, 16],
-    decoderGuidanceDims: [16, 8],
-    decoderGuidanceProjDims: [8, 4],
-    numLayers: 1,
-    nheads: 2,
-    hiddenDim: 16,
-    poolingSize: [2, 2],
-    featureResolution: [4, 4],
-    windowSize: 2,
-    attentionType: "linear",
-    promptChannel: 1,
-    padLen: 8,
-  },
-  clipResolution: 32,
-  taps: [0, 1],
-  testPoolingSize: [1, 1],
-};
+const TINY = TINY_CATSEG;
 // Windows of 32 px tiling a 64-px square (the geometry must tile exactly, as in CAT-Seg).
 const cli = (args: string[]) =>
   spawnSync(process.execPath, ["dist/src/cli/main.js", ...args], { encoding: "utf8" });

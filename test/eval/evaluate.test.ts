@@ -5,40 +5,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Segmenter } from "../../src/api/segmenter.js";
-import type { CatSegConfig } from "../../src/catseg/model.js";
 import { getBenchmark } from "../../src/data/benchmarks.js";
 import { readLabelMap, writeLabelMap } from "../../src/data/labels.js";
 import { mapAde150 } from "../../src/data/prepare.js";
 import { evaluateShard, listSplit } from "../../src/eval/evaluate.js";
 import { ConfusionMatrix, computeMetrics } from "../../src/eval/semseg-metrics.js";
+import { TINY_CATSEG } from "../tiny-models.js";
 
-const TINY: CatSegConfig = {
-  clip: {
-    vision: { width: 32, layers: 2, heads: 2, patchSize: 8, imageSize: 32, outputDim: 16 },
-    text: { width: 32, layers: 1, heads: 2, contextLength: 77, vocabSize: 49408, embedDim: 16 },
-  },
-  aggregator: {
-    textGuidanceDim: 16,
-    textGuidanceProjDim: 8,
-    appearanceGuidanceDim: 16,
-    appearanceGuidanceProjDim: 8,
-    decoderDims: [32, 16],
-    decoderGuidanceDims: [16, 8],
-    decoderGuidanceProjDims: [8, 4],
-    numLayers: 1,
-    nheads: 2,
-    hiddenDim: 16,
-    poolingSize: [2, 2],
-    featureResolution: [4, 4],
-    windowSize: 2,
-    attentionType: "linear",
-    promptChannel: 1,
-    padLen: 8,
-  },
-  clipResolution: 32,
-  taps: [0, 0],
-  testPoolingSize: [1, 1],
-};
+const TINY = TINY_CATSEG;
 
 describe("evaluation over a prepared split", () => {
   // The three real ADE20K val images with their masks, laid out as `dedos prepare ade150` writes them.

@@ -7,6 +7,7 @@
 // implementation-defined; its intermediates are in that order. The logits do not depend on it, but to compare
 // the intermediates the reference's order is recovered by matching its conv1-input rows (the per-class cost
 // volumes) to ours; the kept *set* is checked against `intermediates.topk_selected_classes_sorted`.
+
 import {
   Aggregator,
   type AggregatorOutput,
@@ -16,71 +17,11 @@ import {
 import { aggregatorConfigFromCase } from "../../catseg/config.js";
 import { tensorFromRecord } from "../../torch/io/load.js";
 import { dispose, noGrad, stack, type Tensor, tensor, tidy } from "../../torch/tensor.js";
-import { type Comparison, compareArrays, type Fixture, fixtureArray, type Tolerance } from "../fixture.js";
+import { Checker, fixtureTensor } from "../checker.js";
+import { type Comparison, type Fixture, fixtureArray, type Tolerance } from "../fixture.js";
 
 /** Where the fixture keeps the Aggregator weights: `weights.` + their path in a CAT-Seg checkpoint. */
 export const CATSEG_FIXTURE_WEIGHTS_PREFIX = `weights.${CATSEG_AGGREGATOR_PREFIX}`;
-
-function failure(name: string, note: string): Comparison {
-  return { name, maxAbsError: Number.NaN, worstExcess: Number.POSITIVE_INFINITY, ok: false, note };
-}
-
-/** Compares tensors with the fixture's arrays; `finish` adds a failure for every `outputs.*` never compared. */
-class Checker {
-  readonly results: Comparison[] = [];
-  private readonly seen = new Set<string>();
-  constructor(private readonly f: Fixture) {}
-
-  has(name: string): boolean {
-    return this.f.records.has(name);
-  }
-
-  check(name: string, actual: Tensor, o: { tol?: Tolerance; note?: string } = {}): void {
-    this.seen.add(name);
-    const rec = this.f.records.get(name);
-    if (!rec) {
-      this.results.push(failure(name, "not in the fixture"));
-      return;
-    }
-    if (rec.shape.join(",") !== actual.shape.join(",")) {
-      this.results.push({
-        ...failure(name, `shape [${actual.shape.join(", ")}], expected [${rec.shape.join(", ")}]`),
-        maxAbsError: Number.POSITIVE_INFINITY,
-      });
-      return;
-    }
-    const got = tidy(() =>
-      actual.dtype === "int64" ? Float64Array.from(actual.toArray()) : actual.contiguous().toFloat32Array(),
-    );
-    const c = compareArrays(name, got, fixtureArray(this.f, name), o.tol ?? this.f.tolerance);
-    if (o.note) c.note = c.note ? `${c.note}; ${o.note}` : o.note;
-    this.results.push(c);
-  }
-
-  /** Compares `name` only when the fixture has it (the held-out split omits some intermediates). */
-  checkIfPresent(name: string, actual: () => Tensor, o: { note?: string } = {}): void {
-    if (this.has(name)) this.check(name, tidy(actual), o);
-  }
-
-  fail(name: string, note: string): void {
-    this.seen.add(name);
-    this.results.push(failure(name, note));
-  }
-
-  finish(): Comparison[] {
-    for (const name of this.f.records.keys()) {
-      if (name.startsWith("outputs.") && !this.seen.has(name))
-        this.results.push(failure(name, "output not compared"));
-    }
-    return this.results;
-  }
-}
-
-function input(f: Fixture, name: string): Tensor {
-  const rec = f.records.get(name);
-  if (!rec) throw new Error(`${f.tensorsFile}: no tensor "${name}"`);
-  return tensorFromRecord(rec);
-}
 
 /**
  * Builds the Aggregator of a catseg_aggregator* fixture and loads its weights strictly (through the same
@@ -188,9 +129,9 @@ export function runCatsegAggregatorCase(f: Fixture): Comparison[] {
 
     noGrad(() =>
       tidy(() => {
-        const img = input(f, "inputs.img_feats"); // (B, C, H, W)
-        const text = input(f, "inputs.text_feats"); // (B, T, P, C)
-        const guidance = [0, 1, 2].map((i) => input(f, `inputs.appearance_guidance.${i}`));
+        const img = fixtureTensor(f, "inputs.img_feats"); // (B, C, H, W)
+        const text = fixtureTensor(f, "inputs.text_feats"); // (B, T, P, C)
+        const guidance = [0, 1, 2].map((i) => fixtureTensor(f, `inputs.appearance_guidance.${i}`));
         const B = img.size(0);
 
         const r2 = model.forwardDetailed(img, text, guidance, { poolingSize: [2, 2], debug: true });

@@ -7,7 +7,8 @@ import { ClipTextEncoder } from "../../clip/text.js";
 import { ClipVisionEncoder, normalizeClipPixels, resizeForClip } from "../../clip/vision.js";
 import { tensorFromRecord } from "../../torch/io/load.js";
 import { dispose, noGrad, type Tensor, tidy } from "../../torch/tensor.js";
-import { type Comparison, compareArrays, type Fixture, fixtureArray } from "../fixture.js";
+import { Checker, fixtureTensor } from "../checker.js";
+import type { Comparison, Fixture } from "../fixture.js";
 
 /** case.json config fields carry explanations after the name ("input_resolution (pretraining; …)"). */
 function cfg<T = number>(f: Fixture, name: string): T {
@@ -16,62 +17,6 @@ function cfg<T = number>(f: Fixture, name: string): T {
     if (k === name || k.startsWith(`${name} `)) return v as T;
   }
   throw new Error(`${f.dir}/case.json: config has no "${name}"`);
-}
-
-/** Compares tensors against the fixture's expected arrays and checks that every `outputs.*` was compared. */
-class Checker {
-  readonly results: Comparison[] = [];
-  private readonly seen = new Set<string>();
-  constructor(private readonly f: Fixture) {}
-
-  check(name: string, actual: Tensor): void {
-    this.seen.add(name);
-    const rec = this.f.records.get(name);
-    if (!rec) {
-      this.results.push({
-        name,
-        maxAbsError: Number.NaN,
-        worstExcess: Number.POSITIVE_INFINITY,
-        ok: false,
-        note: "not in the fixture",
-      });
-      return;
-    }
-    if (rec.shape.join(",") !== actual.shape.join(",")) {
-      this.results.push({
-        name,
-        maxAbsError: Number.POSITIVE_INFINITY,
-        worstExcess: Number.POSITIVE_INFINITY,
-        ok: false,
-        note: `shape [${actual.shape.join(", ")}], expected [${rec.shape.join(", ")}]`,
-      });
-      return;
-    }
-    const got = tidy(() => actual.contiguous().toFloat32Array());
-    this.results.push(compareArrays(name, got, fixtureArray(this.f, name), this.f.tolerance));
-  }
-
-  /** A failing entry for every expected output nobody compared (a new fixture output must not pass silently). */
-  finish(): Comparison[] {
-    for (const name of this.f.records.keys()) {
-      if (name.startsWith("outputs.") && !this.seen.has(name)) {
-        this.results.push({
-          name,
-          maxAbsError: Number.NaN,
-          worstExcess: Number.POSITIVE_INFINITY,
-          ok: false,
-          note: "output not compared",
-        });
-      }
-    }
-    return this.results;
-  }
-}
-
-function input(f: Fixture, name: string): Tensor {
-  const rec = f.records.get(name);
-  if (!rec) throw new Error(`${f.tensorsFile}: no tensor "${name}"`);
-  return tensorFromRecord(rec);
 }
 
 /**
@@ -121,7 +66,7 @@ export function runClipTextCase(f: Fixture): Comparison[] {
     const c = new Checker(f);
     noGrad(() =>
       tidy(() => {
-        const ids = input(f, "inputs.text"); // (B, Lctx) int64
+        const ids = fixtureTensor(f, "inputs.text"); // (B, Lctx) int64
         const r = model.forwardDetailed(ids, { blocks: true });
         c.check("outputs.text_features", r.features);
         c.check("outputs.text_features_l2norm", r.features.div(r.features.norm(2, -1, true)));
@@ -153,7 +98,7 @@ export function runClipVisionCase(f: Fixture): Comparison[] {
     const c = new Checker(f);
     noGrad(() =>
       tidy(() => {
-        const raw = input(f, "inputs.image_raw"); // (B, 3, H0, W0) 0–255
+        const raw = fixtureTensor(f, "inputs.image_raw"); // (B, 3, H0, W0) 0–255
         const normalized = normalizeClipPixels(raw);
         c.check("intermediates.image_normalized", normalized);
         const resized = resizeForClip(normalized, runRes); // (B, 3, R, R)
@@ -171,7 +116,7 @@ export function runClipVisionCase(f: Fixture): Comparison[] {
         });
         c.check("intermediates.ln_post_dense", r.lnPostDense);
 
-        const native = input(f, "inputs.image_native"); // (B, 3, R0, R0) normalised
+        const native = fixtureTensor(f, "inputs.image_native"); // (B, 3, R0, R0) normalised
         c.check("outputs.dense_native", model.forward(native, { dense: true }).tokens);
         c.check("outputs.pooled_native", model.forward(native, { dense: false }).pooled!);
       }),

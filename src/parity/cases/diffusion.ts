@@ -20,7 +20,8 @@ import {
 import { tensorFromRecord } from "../../torch/io/load.js";
 import type { Module } from "../../torch/nn/module.js";
 import { dispose, noGrad, type Tensor, tidy } from "../../torch/tensor.js";
-import { type Comparison, compareArrays, type Fixture, fixtureArray } from "../fixture.js";
+import { Checker, fixtureTensor } from "../checker.js";
+import type { Comparison, Fixture } from "../fixture.js";
 
 /** case.json config keys carry explanations after the name ("scaling_factor (DEDOS …)"): strip them. */
 function plainKeys(obj: Record<string, unknown>): Record<string, unknown> {
@@ -45,67 +46,6 @@ export function dedosSchedulerFromCase(f: Fixture): { config: SchedulerConfig; n
   if (eta !== undefined && eta !== 0)
     throw new Error(`${f.dir}/case.json: DDIM eta ${eta} (only 0 is implemented)`);
   return { config: readSchedulerConfig(rest), numInferenceSteps: Number(set_timesteps ?? 50) };
-}
-
-/** Compares tensors against the fixture and fails every `outputs.*` left uncompared. */
-class Checker {
-  readonly results: Comparison[] = [];
-  private readonly seen = new Set<string>();
-  constructor(private readonly f: Fixture) {}
-
-  has(name: string): boolean {
-    return this.f.records.has(name);
-  }
-
-  check(name: string, actual: Tensor | undefined): void {
-    this.seen.add(name);
-    const rec = this.f.records.get(name);
-    let problem: string | undefined;
-    if (!rec) problem = "not in the fixture";
-    else if (!actual) problem = "not produced by the TypeScript model";
-    else if (rec.shape.join(",") !== actual.shape.join(","))
-      problem = `shape [${actual.shape.join(", ")}], expected [${rec.shape.join(", ")}]`;
-    if (problem !== undefined || !actual) {
-      this.results.push({
-        name,
-        maxAbsError: Number.NaN,
-        worstExcess: Number.POSITIVE_INFINITY,
-        ok: false,
-        note: problem,
-      });
-      return;
-    }
-    const got = tidy(() => actual.contiguous().toFloat32Array());
-    this.results.push(compareArrays(name, got, fixtureArray(this.f, name), this.f.tolerance));
-  }
-
-  /** Every fixture tensor `<prefix><path>` against `recorded.get(path)`. */
-  checkRecorded(prefix: string, recorded: Map<string, Tensor>): void {
-    for (const name of this.f.records.keys()) {
-      if (name.startsWith(prefix)) this.check(name, recorded.get(name.slice(prefix.length)));
-    }
-  }
-
-  finish(): Comparison[] {
-    for (const name of this.f.records.keys()) {
-      if (name.startsWith("outputs.") && !this.seen.has(name)) {
-        this.results.push({
-          name,
-          maxAbsError: Number.NaN,
-          worstExcess: Number.POSITIVE_INFINITY,
-          ok: false,
-          note: "output not compared",
-        });
-      }
-    }
-    return this.results;
-  }
-}
-
-function input(f: Fixture, name: string): Tensor {
-  const rec = f.records.get(name);
-  if (!rec) throw new Error(`${f.tensorsFile}: no tensor "${name}"`);
-  return tensorFromRecord(rec);
 }
 
 /** Strictly loads `weights.<key>` of the fixture into `module` (the keys are diffusers' state-dict keys). */
@@ -140,7 +80,7 @@ export function runVaeEncoderCase(f: Fixture): Comparison[] {
     const c = new Checker(f);
     noGrad(() =>
       tidy(() => {
-        const image = input(f, "inputs.image"); // (B, 3, H, W) 0–255
+        const image = fixtureTensor(f, "inputs.image"); // (B, 3, H, W) 0–255
         const rgbNorm = normalizeImage255(image);
         c.check("intermediates.rgb_norm", rgbNorm);
         const post = vae.encode(rgbNorm, { record: (p) => p.startsWith("encoder.") || p === "quant_conv" });
@@ -163,7 +103,7 @@ export function runVaeDecoderCase(f: Fixture): Comparison[] {
     const c = new Checker(f);
     noGrad(() =>
       tidy(() => {
-        const latent = input(f, "inputs.latent_scaled"); // (B, 4, h, w)
+        const latent = fixtureTensor(f, "inputs.latent_scaled"); // (B, 4, h, w)
         const r = latentToImage01(vae, latent, { record: () => true });
         c.check("outputs.decoder_raw", r.raw);
         c.check("outputs.image01", r.image01);
@@ -203,8 +143,8 @@ export function runUnetCase(f: Fixture): Comparison[] {
     noGrad(() =>
       tidy(() => {
         c.check("intermediates.alphas_cumprod", schedule.alphasCumprodTensor());
-        const z = input(f, "inputs.latent"); // (B, 4, h, w)
-        const text = input(f, "inputs.encoder_hidden_states"); // (B, S, cross)
+        const z = fixtureTensor(f, "inputs.latent"); // (B, 4, h, w)
+        const text = fixtureTensor(f, "inputs.encoder_hidden_states"); // (B, S, cross)
         for (const t of timesteps) {
           tidy(() => {
             const r = unet.forward(z, t, text, { record: hooked.has(t) ? () => true : undefined });
