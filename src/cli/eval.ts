@@ -6,7 +6,8 @@ import { Segmenter } from "../api/segmenter.js";
 import { BENCHMARK_NAMES, getBenchmark } from "../data/benchmarks.js";
 import { evaluateShard, listSplit } from "../eval/evaluate.js";
 import { writeEvalReport } from "../eval/report.js";
-import { computeMetrics, type MiouDefinition } from "../eval/semseg-metrics.js";
+import { ConfusionMatrix, computeMetrics, type MiouDefinition } from "../eval/semseg-metrics.js";
+import { dist, tensor } from "../torch/index.js";
 import { Progress } from "./progress.js";
 
 const HELP = `dedos eval --dataset NAME --root DIR [options] — mIoU on a prepared benchmark
@@ -21,6 +22,8 @@ const HELP = `dedos eval --dataset NAME --root DIR [options] — mIoU on a prepa
   --save-predictions    also write a colour overlay of every prediction (DIR/predictions/)
   --miou d2-main|d2-v0.6  headline mIoU definition (both are always reported; default d2-main)
   --device cpu|cuda[:N]
+  --nproc N             split the images over N processes (c10d, Gloo on CPU); confusion matrices are
+                        summed, so the result equals one process's
 
 Metrics follow detectron2's SemSegEvaluator exactly (ignore label per benchmark, VOC-20b background fold).
 
@@ -44,6 +47,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
       "save-predictions": { type: "boolean" },
       miou: { type: "string" },
       device: { type: "string" },
+      nproc: { type: "string" },
     },
   });
   if (values.help) {
@@ -65,6 +69,22 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const outDir = resolve(values.out ?? join("out", "eval", spec.name));
   mkdirSync(outDir, { recursive: true });
 
+  // --nproc N: this process becomes the launcher; each worker runs this command with the c10d environment.
+  const nproc = Number(values.nproc ?? 1);
+  if (!(Number.isInteger(nproc) && nproc >= 1)) throw new Error("--nproc must be a positive integer");
+  const isWorker = process.env.DEDOS_WORLD_SIZE !== undefined;
+  if (nproc > 1 && !isWorker) {
+    listSplit(spec, values.root); // fail here, once, if the folders are missing
+    const args = argv.filter(
+      (a, i) => a !== "--nproc" && argv[i - 1] !== "--nproc" && !a.startsWith("--nproc="),
+    );
+    await dist.spawnWorkers(process.argv[1]!, ["eval", ...args, "--out", outDir], { nproc });
+    return 0;
+  }
+  if (isWorker) dist.initProcessGroup();
+  const rank = isWorker ? dist.getRank() : 0;
+  const world = isWorker ? dist.getWorldSize() : 1;
+
   const total = Math.min(listSplit(spec, values.root).length, limit ?? Number.POSITIVE_INFINITY); // checks the folders first
   if (!values.weights)
     console.log("NOTE: no --weights given — evaluating RANDOM weights (numbers are meaningless).");
@@ -74,11 +94,16 @@ export async function evalCommand(argv: string[]): Promise<number> {
     device: values.device,
     window,
   });
-  const progress = new Progress(total, `eval ${spec.name}`);
+  const progress = new Progress(
+    total,
+    world > 1 ? `eval ${spec.name} (rank ${rank}/${world})` : `eval ${spec.name}`,
+  );
   let shard: Awaited<ReturnType<typeof evaluateShard>>;
   try {
     shard = await evaluateShard(seg, spec.name, values.root, {
       limit,
+      rank,
+      worldSize: world,
       predictionsDir: values["save-predictions"] ? join(outDir, "predictions") : undefined,
       onImage: (ok) => progress.tick(ok),
     });
@@ -86,11 +111,30 @@ export async function evalCommand(argv: string[]): Promise<number> {
     seg.dispose();
   }
   for (const f of shard.failed) console.error(`dedos eval: ${f.file}: ${f.error}`);
-  const metrics = computeMetrics(shard.conf, { miou });
+  let conf = shard.conf;
+  let images = shard.images;
+  let failed = shard.failed.length;
+  if (world > 1) {
+    // Sum the shards' confusion matrices (int64: exact) and counts over the process group.
+    const counts = tensor(conf.toBigInt64Array(), undefined, { dtype: "int64" });
+    const tally = tensor(new BigInt64Array([BigInt(images), BigInt(failed)]), undefined, { dtype: "int64" });
+    dist.allReduce(counts, "sum");
+    dist.allReduce(tally, "sum");
+    conf = ConfusionMatrix.fromCounts(
+      conf.numClasses,
+      conf.ignoreLabel,
+      counts.intoTypedArray() as BigInt64Array,
+    );
+    [images, failed] = tally.toArray() as [number, number];
+    tally.dispose();
+    dist.destroyProcessGroup();
+    if (rank !== 0) return shard.failed.length > 0 ? 1 : 0;
+  }
+  const metrics = computeMetrics(conf, { miou });
   const N = spec.numClasses;
   const gtPixels = Array.from({ length: N }, (_, g) => {
     let s = 0;
-    for (let p = 0; p <= N; p++) s += shard.conf.get(p, g);
+    for (let p = 0; p <= N; p++) s += conf.get(p, g);
     return s;
   });
   const names = spec.foldBackground
@@ -98,15 +142,15 @@ export async function evalCommand(argv: string[]): Promise<number> {
     : shard.classNames.slice(0, N);
   const files = writeEvalReport(outDir, {
     benchmark: spec.name,
-    images: shard.images,
+    images,
     weights: values.weights ?? "random",
     metrics,
     classNames: names,
     gtPixels,
   });
   console.log(
-    `${spec.title}: ${shard.images} image(s) — mIoU ${metrics.mIoU.toFixed(2)} (${miou}), fwIoU ${metrics.fwIoU.toFixed(2)}, mACC ${metrics.mACC.toFixed(2)}, pACC ${metrics.pACC.toFixed(2)}`,
+    `${spec.title}: ${images} image(s)${world > 1 ? ` over ${world} processes` : ""} — mIoU ${metrics.mIoU.toFixed(2)} (${miou}), fwIoU ${metrics.fwIoU.toFixed(2)}, mACC ${metrics.mACC.toFixed(2)}, pACC ${metrics.pACC.toFixed(2)}`,
   );
   console.log(`wrote ${files.join(", ")}`);
-  return shard.failed.length > 0 ? 1 : 0;
+  return failed > 0 ? 1 : 0;
 }

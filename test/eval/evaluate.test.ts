@@ -95,4 +95,36 @@ describe("evaluation over a prepared split", () => {
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /voc20: image folder .*JPEGImages does not exist/);
   });
+  it("dedos eval --nproc 2 (c10d) gives exactly the single-process metrics", () => {
+    const cfg = join(root, "tiny.json");
+    writeFileSync(cfg, JSON.stringify(TINY));
+    const run = (extra: string[], out: string) =>
+      spawnSync(
+        process.execPath,
+        [
+          "dist/src/cli/main.js",
+          "eval",
+          "--dataset",
+          "ade150",
+          "--root",
+          root,
+          "--config",
+          cfg,
+          "--limit",
+          "3",
+          "--out",
+          out,
+          ...extra,
+        ],
+        { encoding: "utf8" },
+      );
+    const one = run([], join(root, "one"));
+    assert.equal(one.status, 0, one.stderr);
+    const two = run(["--nproc", "2"], join(root, "two"));
+    assert.equal(two.status, 0, two.stderr + two.stdout);
+    assert.match(two.stdout, /\[rank 0\] .*3 image\(s\) over 2 processes/);
+    const a = JSON.parse(readFileSync(join(root, "one", "metrics.json"), "utf8"));
+    const b = JSON.parse(readFileSync(join(root, "two", "metrics.json"), "utf8"));
+    assert.deepEqual(b, a);
+  });
 });
