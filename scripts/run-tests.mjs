@@ -22,5 +22,7 @@ if (files.length === 0) {
   console.error("no test files found under dist/test (did the build run?)");
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ["--expose-gc", "--test", "--test-concurrency=1", ...files], { stdio: "inherit" });
+const r = spawnSync(process.execPath, ["--expose-gc", "--test", "--test-concurrency=1", ...files], {
+  stdio: "inherit",
+});
 process.exit(r.status ?? 1);
