@@ -13,11 +13,10 @@
 #   linear attention → elu+1, einsum "nshd,nshv->nhdv", "nlhd,nhd->nlh", "nlhd,nhdv,nlh->nlhv" as written.
 import json
 import resource
-import statistics
 import sys
-import time
 
 import torch
+from common import median_ms, reset_peak_rss, status_mb
 import torch.nn.functional as F
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
@@ -32,34 +31,6 @@ NAMES = spec["names"]
 RSS_KEY = spec["rssKey"]
 EPS_NORM = 1e-5
 EPS_LIN = 1e-6
-
-
-def median_ms(fn, reps, warmup):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(reps):
-        s = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - s) * 1e3)
-    return statistics.median(ts)
-
-
-def reset_peak_rss():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def status_mb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return None
 
 
 def linear(i, o):

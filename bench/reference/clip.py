@@ -11,11 +11,10 @@
 import json
 import math
 import resource
-import statistics
 import sys
-import time
 
 import torch
+from common import median_ms, reset_peak_rss, status_mb
 import torch.nn.functional as F
 from torch import nn
 
@@ -23,34 +22,6 @@ threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 spec = json.load(open(sys.argv[2]))
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-
-
-def median_ms(fn, reps=10, warmup=2):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(reps):
-        s = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - s) * 1e3)
-    return statistics.median(ts)
-
-
-def reset_peak_rss():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def status_mb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return None
 
 
 def param(*shape, std):

@@ -1,26 +1,14 @@
 # PyTorch reference for bench/engine.ts: the same cases, same shapes, same thread count. Prints JSON (ms).
 import json
-import statistics
 import sys
-import time
 
 import torch
+from common import median_ms
 import torch.nn.functional as F
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-
-
-def median_ms(fn, reps=10, warmup=2):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(reps):
-        s = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - s) * 1e3)
-    return statistics.median(ts)
 
 
 out = {}
