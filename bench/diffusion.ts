@@ -8,7 +8,15 @@
 import { SD_PRESETS } from "../src/diffusion/config.js";
 import { UNet2DConditionModel, unetTapSpecs } from "../src/diffusion/unet.js";
 import { F, Generator, nn, noGrad, randn, setNumThreads, type Tensor } from "../src/torch/index.js";
-import { peakRssMb, report, resetPeakRss, rssMb, type Timing, timeMedian } from "./common.js";
+import {
+  bindingOverhead,
+  peakRssMb,
+  report,
+  resetPeakRss,
+  rssMb,
+  type Timing,
+  timeMedian,
+} from "./common.js";
 
 const threads = Number(process.argv[2] ?? 2);
 const reps = Number(process.argv[3] ?? 3);
@@ -91,6 +99,10 @@ const ms = noGrad(() =>
 );
 const peak = peakRssMb();
 out.push({ name: `SD-2-base UNet fwd ${H}×${W} latent`, ms, gflop, peakRssMb: peak ?? undefined });
+// Share of the forward spent outside libtorch kernels (binding + JavaScript), target < 5 %.
+const overhead = noGrad(() =>
+  bindingOverhead(() => unet.forward(z, 50, text, { taps: true }).sample.dispose()),
+);
 
 const rate = (name: string) => {
   const o = out.find((x) => x.name === name)!;
@@ -118,6 +130,8 @@ const summary = {
   fractionOfMatmul: unetRate / matmulRate,
   fractionOfConv: unetRate / convRate,
   fractionOfMix: unetRate / mixRate,
+  addonCalls: overhead.calls,
+  shareOutsideKernels: overhead.share,
   rssBeforeMb: rssBefore,
   peakRssMb: peak,
 };
