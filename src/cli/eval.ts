@@ -8,7 +8,7 @@ import { evaluateShard, listSplit } from "../eval/evaluate.js";
 import { writeEvalReport } from "../eval/report.js";
 import { ConfusionMatrix, computeMetrics, type MiouDefinition } from "../eval/semseg-metrics.js";
 import { dist, tensor } from "../torch/index.js";
-import { Progress } from "./progress.js";
+import { Progress } from "../util/progress.js";
 
 const HELP = `dedos eval --dataset NAME --root DIR [options] — mIoU on a prepared benchmark
 

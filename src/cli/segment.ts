@@ -5,8 +5,8 @@ import { parseArgs } from "node:util";
 import { Segmenter } from "../api/segmenter.js";
 import { parseClassList, readClassFile } from "../data/classes.js";
 import { readImageRGB } from "../data/image.js";
+import { Progress } from "../util/progress.js";
 import { writeLabelPng, writeOverlay } from "../viz/overlay.js";
-import { Progress } from "./progress.js";
 
 const HELP = `dedos segment <images...> — label every pixel with the classes you name
 

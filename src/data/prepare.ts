@@ -9,8 +9,10 @@
 //   pc59         VOC2010/trainval_merged.json (RLE, val phase) → 60-id table: id 0 → 255, the other 59 → 0..58
 // Outputs are written atomically, skipped when they exist and are newer than their inputs (so a run can be
 // interrupted and resumed), and a corrupt or missing input is reported by name without stopping the run.
+
 import { existsSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
+import { Progress } from "../util/progress.js";
 import {
   type BenchmarkName,
   type BenchmarkSpec,
@@ -195,38 +197,6 @@ export const PREPARE_UNSUPPORTED_REASON: Partial<Record<BenchmarkName, string>> 
     "not supported yet: needs the MATLAB LabelMap files of trainval.tar.gz (a .mat reader is not written yet)",
 };
 
-class Progress {
-  private readonly t0 = Date.now();
-  private last = 0;
-  constructor(
-    private readonly label: string,
-    private readonly total: number,
-    private readonly on: boolean,
-  ) {}
-  tick(done: number, force = false): void {
-    if (!this.on) return;
-    const now = Date.now();
-    if (!force && now - this.last < (process.stderr.isTTY ? 250 : 5000)) return;
-    this.last = now;
-    const s = (now - this.t0) / 1000;
-    const rate = s > 0 ? done / s : 0;
-    const eta = rate > 0 ? (this.total - done) / rate : Number.NaN;
-    const pct = this.total ? ((100 * done) / this.total).toFixed(1) : "100";
-    const line = `${this.label}: ${done}/${this.total} (${pct}%) ${rate.toFixed(1)} img/s ETA ${fmtTime(eta)}`;
-    if (process.stderr.isTTY) process.stderr.write(`\r${line}\x1b[K${force ? "\n" : ""}`);
-    else process.stderr.write(`${line}\n`);
-  }
-}
-
-function fmtTime(s: number): string {
-  if (!Number.isFinite(s)) return "--:--";
-  const t = Math.round(s);
-  const h = Math.floor(t / 3600);
-  const m = Math.floor((t % 3600) / 60);
-  const sec = t % 60;
-  return `${h > 0 ? `${h}:` : ""}${String(m).padStart(h > 0 ? 2 : 1, "0")}:${String(sec).padStart(2, "0")}`;
-}
-
 function mtime(file: string): number {
   return statSync(file).mtimeMs;
 }
@@ -262,10 +232,10 @@ async function runJobs(
   let written = 0;
   let upToDate = 0;
   let empty = 0;
-  const progress = new Progress(`prepare ${spec.name}`, jobs.length, o.progress ?? true);
+  const progress = (o.progress ?? true) ? new Progress(jobs.length, `prepare ${spec.name}`) : undefined;
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
-    progress.tick(i);
+    if (i > 0) progress?.tick();
     if (!o.force && isUpToDate(job)) {
       upToDate++;
       continue;
@@ -287,7 +257,7 @@ async function runJobs(
       log(`\n${spec.name}: ${job.name}: ${error}`);
     }
   }
-  progress.tick(jobs.length, true);
+  if (jobs.length > 0) progress?.tick();
   const present = readdirSync(outDir).filter(
     (f) => f.endsWith(`.${spec.gtExt}`) && !f.startsWith("."),
   ).length;

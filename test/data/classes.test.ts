@@ -3,8 +3,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { formatSeconds, Progress } from "../../src/cli/progress.js";
 import { parseClassList, readClassFile } from "../../src/data/classes.js";
+import { formatSeconds, Progress } from "../../src/util/progress.js";
 
 describe("class lists", () => {
   it("parses ';'-separated classes with ','-separated synonyms", () => {
