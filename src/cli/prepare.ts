@@ -20,11 +20,12 @@ Sources expected under the root:
                 SegmentationClassAug (or SegmentationClass)}
   cocostuff171  coco-stuff/images/val2017 + coco-stuff/annotations/val2017 (stuffthingmaps)
   pc59          VOCdevkit/VOC2010/{JPEGImages, trainval_merged.json}
-  ade847, pc459 not supported yet
+  pc459         VOCdevkit/VOC2010/{JPEGImages, trainval/*.mat} (PASCAL-Context LabelMaps)
+  ade847        not supported yet
 
 Runs are idempotent and resumable (outputs newer than their inputs are kept). A missing or corrupt input is
 reported by name and the run goes on; the exit code is then 1. At the end the number of outputs is checked
-against the split size (ade150 2000, voc20 1449, cocostuff171 5000, pc59 5104).
+against the split size (ade150 2000, voc20 1449, cocostuff171 5000, pc59 and pc459 5104).
 `;
 
 export async function prepareCommand(argv: string[]): Promise<number> {

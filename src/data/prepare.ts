@@ -7,6 +7,7 @@
 //   voc20b       the same with background 0 → 20
 //   cocostuff171 coco-stuff/annotations/val2017/*.png (stuffthingmaps: cocoId−1, 255 unlabeled) → 0..170
 //   pc59         VOC2010/trainval_merged.json (RLE, val phase) → 60-id table: id 0 → 255, the other 59 → 0..58
+//   pc459        VOC2010/trainval/<name>.mat (PASCAL-Context LabelMap, 1..459) → uint16(LabelMap − 1) TIFF
 // Outputs are written atomically, skipped when they exist and are newer than their inputs (so a run can be
 // interrupted and resumed), and a corrupt or missing input is reported by name without stopping the run.
 
@@ -28,6 +29,7 @@ import {
   pngToRgb,
   writeLabelMap,
 } from "./labels.js";
+import { readMatFile } from "./matlab.js";
 
 // ---- label mappings (pure) ----
 
@@ -188,13 +190,12 @@ export const PREPARE_SUPPORTED: readonly BenchmarkName[] = [
   "voc20b",
   "cocostuff171",
   "pc59",
+  "pc459",
 ];
 
 export const PREPARE_UNSUPPORTED_REASON: Partial<Record<BenchmarkName, string>> = {
   ade847:
     "not supported yet: needs ADE20K_2021_17_01 (*_seg.png, decoded as (R/10)·256+G) and CAT-Seg's 847-entry id→trainId table, which is not bundled",
-  pc459:
-    "not supported yet: needs the MATLAB LabelMap files of trainval.tar.gz (a .mat reader is not written yet)",
 };
 
 function mtime(file: string): number {
@@ -456,6 +457,47 @@ function pc59Jobs(spec: BenchmarkSpec, root: string, pre: PrepareFailure[]): { o
   return { outDir: p.gtDir, jobs };
 }
 
+/** PASCAL-Context-459: the val list's LabelMap .mat files → uint16(LabelMap − 1), as CAT-Seg writes them. */
+function pc459Jobs(
+  spec: BenchmarkSpec,
+  root: string,
+  pre: PrepareFailure[],
+): { outDir: string; jobs: Job[] } {
+  const p = benchmarkPaths(spec, root);
+  const matDir = join(p.datasetDir, "trainval");
+  if (!existsSync(matDir))
+    throw new Error(`LabelMap folder not found: ${matDir} (unpack PASCAL-Context's trainval.tar.gz there)`);
+  const localList = join(p.datasetDir, "pascalcontext_val.txt");
+  const listFile = existsSync(localList)
+    ? localList
+    : join(packageRoot(), "assets", "classes", "pascalcontext_val.txt");
+  const names = readFileSync(listFile, "utf8")
+    .split(/\r?\n/)
+    .map((x) => x.trim())
+    .filter(Boolean);
+  const jobs: Job[] = names.map((name) => {
+    const mat = join(matDir, `${name}.mat`);
+    return {
+      name: mat,
+      inputs: [mat],
+      output: join(p.gtDir, `${name}.tif`),
+      build: async () => pc459LabelMap(readFileSync(mat), mat),
+    };
+  });
+  for (const j of jobs) imageCheck(p.imageDir, stem(j.output), pre);
+  return { outDir: p.gtDir, jobs };
+}
+
+/** A LabelMap MAT-file → the prepared PC-459 label map: uint16(LabelMap − 1), 0 wrapping to 65535 as in numpy. */
+export function pc459LabelMap(buf: Buffer, what: string): LabelMap {
+  const m = readMatFile(buf, what).get("LabelMap");
+  if (m?.dims.length !== 2) throw new Error(`${what}: no 2-d LabelMap matrix`);
+  const [height, width] = m.dims as [number, number];
+  const data = new Uint16Array(m.data.length);
+  for (let i = 0; i < data.length; i++) data[i] = (m.data[i]! - 1) & 0xffff;
+  return { data, width, height };
+}
+
 /** Prepares one benchmark's ground truth under `o.root`. Throws only when the source layout is not found. */
 export async function prepareDataset(name: string, o: PrepareOptions): Promise<PrepareReport> {
   const spec = getBenchmark(name);
@@ -469,6 +511,8 @@ export async function prepareDataset(name: string, o: PrepareOptions): Promise<P
         ? vocJobs(spec, o.root, pre)
         : spec.name === "cocostuff171"
           ? cocoStuffJobs(spec, o.root, pre)
-          : pc59Jobs(spec, o.root, pre);
+          : spec.name === "pc459"
+            ? pc459Jobs(spec, o.root, pre)
+            : pc59Jobs(spec, o.root, pre);
   return runJobs(spec, outDir, jobs, pre, o);
 }

@@ -641,7 +641,6 @@ describe("dedos prepare on synthetic copies of the raw layouts", () => {
     try {
       assert.equal(await prepareCommand(["ade847", "--root", TMP]), 2);
       assert.ok(lines.some((l) => /ade847: not supported yet/.test(l)));
-      assert.equal(await prepareCommand(["pc459", "--root", TMP]), 2);
       assert.equal(await prepareCommand(["nope", "--root", TMP]), 2);
       assert.equal(await prepareCommand(["ade150"]), 2);
       lines.length = 0;

@@ -27,7 +27,7 @@ describe("memory", () => {
     const growMB = (process.memoryUsage().rss - rss0) / 2 ** 20;
     assert.equal(native.liveHandles(), handles0, "live tensor handles");
     assert.equal(liveTensorBytes(), bytes0, "reported tensor bytes");
-    assert.ok(growMB < 4, `RSS grew by ${growMB.toFixed(1)} MB over 10,000 iterations`);
+    assert.ok(growMB < 8, `RSS grew by ${growMB.toFixed(1)} MB over 10,000 iterations`);
   });
   it("tensors outside every scope are freed by the garbage collector when dropped", async () => {
     const before = native.liveHandles();
@@ -35,7 +35,7 @@ describe("memory", () => {
     assert.ok(native.liveHandles() >= before + 100);
     const gc = (globalThis as { gc?: () => void }).gc;
     if (!gc) return; // needs --expose-gc; covered when the test runner passes it
-    for (let k = 0; k < 10 && native.liveHandles() > before; k++) {
+    for (let k = 0; k < 50 && native.liveHandles() > before; k++) {
       await new Promise(setImmediate);
       gc();
       await new Promise(setImmediate);
