@@ -2,6 +2,7 @@
 // loading errors, text embeddings, pooling modes, and the sliding-window inference (shapes, probabilities,
 // exact class chunking, and the window / global-view averaging on stand-in models with known outputs).
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -121,7 +122,7 @@ describe("CatSegModel", () => {
     out.dispose();
   });
 
-  test("state dict saved (packed and CAT-Seg split layouts), reloaded: same output bit for bit", () => {
+  test("state dict saved (packed, CAT-Seg split layout, torch.save .pth), reloaded: same output bit for bit", () => {
     const ref = noGrad(() => model.forward(images, text5));
     // Packed (this model's own state dict).
     const packed = join(tmp, "packed.safetensors");
@@ -131,7 +132,13 @@ describe("CatSegModel", () => {
     const sd = new Map([...model.catsegStateDict()].map(([k, t]) => [k, t.detach().contiguous()]));
     sd.set(`${CATSEG_CLIP_PREFIX}input_resolution`, tensor([32], [], { dtype: "int64" }));
     saveSafetensors(split, sd);
-    for (const file of [packed, split]) {
+    // A real detectron2 `model_final.pth` layout, written by PyTorch's torch.save ({"model": …, "iteration"}).
+    const pth = join(tmp, "model_final.pth");
+    const conv = spawnSync("/usr/bin/python3", ["scripts/safetensors-to-pth.py", split, pth], {
+      encoding: "utf8",
+    });
+    assert.equal(conv.status, 0, `python3-torch conversion failed: ${conv.stderr}`);
+    for (const file of [packed, split, pth]) {
       const loaded = CatSegModel.fromCheckpoint(file, { config: TINY });
       assert.equal(loaded.training, false);
       const out = noGrad(() => loaded.forward(images, text5));
