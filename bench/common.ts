@@ -2,8 +2,9 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { F } from "../src/torch/index.js";
 import { native } from "../src/torch/native.js";
-import { Tensor } from "../src/torch/tensor.js";
+import { Generator, randn, Tensor, tidy } from "../src/torch/tensor.js";
 
 export interface Timing {
   name: string;
@@ -203,4 +204,30 @@ export function bindingOverhead(fn: () => void): {
     (2 * n); // two addon calls per iteration (view, free)
   t.dispose();
   return { calls, perCallUs, wallMs, share: (calls * perCallUs) / 1e3 / wallMs };
+}
+
+/**
+ * The engine's reference kernel rates, the same two cases everywhere: matmul 1024³ and a 3×3 conv with
+ * 320 → 320 channels at 64×64 (names match the PyTorch reference's keys).
+ */
+export function kernelTimings(reps: { matmul: [number, number]; conv: [number, number] }): Timing[] {
+  const g = new Generator(0);
+  return tidy(() => {
+    const a = randn([1024, 1024], { generator: g });
+    const b = randn([1024, 1024], { generator: g });
+    const x = randn([1, 320, 64, 64], { generator: g });
+    const w = randn([320, 320, 3, 3], { generator: g });
+    return [
+      {
+        name: "matmul 1024³",
+        ms: timeMedian(() => a.matmul(b).dispose(), ...reps.matmul),
+        gflop: (2 * 1024 ** 3) / 1e9,
+      },
+      {
+        name: "conv3x3 320ch 64²",
+        ms: timeMedian(() => F.conv2d(x, w, null, { padding: 1 }).dispose(), ...reps.conv),
+        gflop: (2 * 320 * 320 * 9 * 64 * 64) / 1e9,
+      },
+    ];
+  });
 }

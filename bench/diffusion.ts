@@ -7,9 +7,10 @@
 // products (QKᵀ and A·V: 2·2·N·M·C per transformer block, N queries, M keys), which run as plain matmuls.
 import { SD_PRESETS } from "../src/diffusion/config.js";
 import { UNet2DConditionModel, unetTapSpecs } from "../src/diffusion/unet.js";
-import { F, Generator, nn, noGrad, randn, setNumThreads, type Tensor } from "../src/torch/index.js";
+import { Generator, nn, noGrad, randn, setNumThreads, type Tensor } from "../src/torch/index.js";
 import {
   bindingOverhead,
+  kernelTimings,
   peakRssMb,
   report,
   resetPeakRss,
@@ -25,26 +26,7 @@ const g = new Generator(0);
 const out: Timing[] = [];
 
 // The engine's own rates (the same cases as bench/engine).
-{
-  const a = randn([1024, 1024], { generator: g });
-  const b = randn([1024, 1024], { generator: g });
-  out.push({
-    name: "matmul 1024³",
-    ms: timeMedian(() => a.matmul(b).dispose(), 10, 2),
-    gflop: (2 * 1024 ** 3) / 1e9,
-  });
-  a.dispose();
-  b.dispose();
-  const x = randn([1, 320, 64, 64], { generator: g });
-  const w = randn([320, 320, 3, 3], { generator: g });
-  out.push({
-    name: "conv3x3 320ch 64²",
-    ms: timeMedian(() => F.conv2d(x, w, null, { padding: 1 }).dispose(), 5, 1),
-    gflop: (2 * 320 * 320 * 9 * 64 * 64) / 1e9,
-  });
-  x.dispose();
-  w.dispose();
-}
+out.push(...kernelTimings({ matmul: [10, 2], conv: [5, 1] }));
 
 const config = SD_PRESETS["sd-2-base"].unet;
 const H = 48;

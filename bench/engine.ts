@@ -1,33 +1,14 @@
 // bench/engine: the engine's kernels and call overhead against PyTorch (python3-torch) in the same run.
 //   node dist/bench/engine.js [threads]
 import { F, Generator, nn, noGrad, randn, setNumThreads, type Tensor, tidy } from "../src/torch/index.js";
-import { report, runPythonReference, type Timing, timeMedian } from "./common.js";
+import { kernelTimings, report, runPythonReference, type Timing, timeMedian } from "./common.js";
 
 const threads = Number(process.argv[2] ?? 2);
 setNumThreads(threads);
 const g = new Generator(0);
 const out: Timing[] = [];
 
-// matmul 1024³
-{
-  const a = randn([1024, 1024], { generator: g });
-  const b = randn([1024, 1024], { generator: g });
-  out.push({
-    name: "matmul 1024³",
-    ms: timeMedian(() => a.matmul(b).dispose(), 20, 3),
-    gflop: (2 * 1024 ** 3) / 1e9,
-  });
-}
-// conv 3×3, 320 → 320 channels, 64×64
-{
-  const x = randn([1, 320, 64, 64], { generator: g });
-  const w = randn([320, 320, 3, 3], { generator: g });
-  out.push({
-    name: "conv3x3 320ch 64²",
-    ms: timeMedian(() => F.conv2d(x, w, null, { padding: 1 }).dispose(), 10, 2),
-    gflop: (2 * 320 * 320 * 9 * 64 * 64) / 1e9,
-  });
-}
+out.push(...kernelTimings({ matmul: [20, 3], conv: [10, 2] }));
 // One ViT-B block (pre-LN, 12 heads, MLP 3072, QuickGELU) on 577 tokens, batch 1, written as CLIP's block is.
 {
   const D = 768;

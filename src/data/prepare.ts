@@ -297,13 +297,16 @@ function imageCheck(imageDir: string, id: string, failures: PrepareFailure[], ex
 
 // ---- per-dataset job lists ----
 
-function ade150Jobs(
+/** A folder of index PNGs, each mapped to the benchmark's label values (ADE-150, COCO-Stuff-171). */
+function pngFolderJobs(
   spec: BenchmarkSpec,
   root: string,
   pre: PrepareFailure[],
+  srcSubdir: string[],
+  map: (raw: Uint8Array | Uint16Array) => Uint8Array,
 ): { outDir: string; jobs: Job[] } {
   const p = benchmarkPaths(spec, root);
-  const srcDir = join(p.datasetDir, "annotations", "validation");
+  const srcDir = join(p.datasetDir, ...srcSubdir);
   const jobs = listDir(srcDir, ".png").map((f): Job => {
     const input = join(srcDir, f);
     imageCheck(p.imageDir, stem(f), pre);
@@ -313,21 +316,26 @@ function ade150Jobs(
       output: join(p.gtDir, f),
       build: async () => {
         const m = await readIndexPng(input);
-        return { data: mapAde150(m.data), width: m.width, height: m.height };
+        return { data: map(m.data), width: m.width, height: m.height };
       },
     };
   });
   return { outDir: p.gtDir, jobs };
 }
 
+/** Names listed one per line (split lists such as val.txt). */
+function readNameList(file: string): string[] {
+  return readFileSync(file, "utf8")
+    .split(/\r?\n/)
+    .map((x) => x.trim())
+    .filter(Boolean);
+}
+
 function vocJobs(spec: BenchmarkSpec, root: string, pre: PrepareFailure[]): { outDir: string; jobs: Job[] } {
   const p = benchmarkPaths(spec, root);
   const listFile = join(p.datasetDir, "ImageSets", "Segmentation", "val.txt");
   if (!existsSync(listFile)) throw new Error(`split list not found: ${listFile}`);
-  const ids = readFileSync(listFile, "utf8")
-    .split(/\r?\n/)
-    .map((s) => s.trim())
-    .filter(Boolean);
+  const ids = readNameList(listFile);
   const aug = join(p.datasetDir, "SegmentationClassAug");
   const srcDir = existsSync(aug) ? aug : join(p.datasetDir, "SegmentationClass");
   const background = spec.foldBackground ? "class20" : "ignore";
@@ -343,29 +351,6 @@ function vocJobs(spec: BenchmarkSpec, root: string, pre: PrepareFailure[]): { ou
         const data = mapVoc(m.data, background);
         if (data.every((v) => v === 255)) return null;
         return { data, width: m.width, height: m.height };
-      },
-    };
-  });
-  return { outDir: p.gtDir, jobs };
-}
-
-function cocoStuffJobs(
-  spec: BenchmarkSpec,
-  root: string,
-  pre: PrepareFailure[],
-): { outDir: string; jobs: Job[] } {
-  const p = benchmarkPaths(spec, root);
-  const srcDir = join(p.datasetDir, "annotations", "val2017");
-  const jobs = listDir(srcDir, ".png").map((f): Job => {
-    const input = join(srcDir, f);
-    imageCheck(p.imageDir, stem(f), pre);
-    return {
-      name: input,
-      inputs: [input],
-      output: join(p.gtDir, f),
-      build: async () => {
-        const m = await readIndexPng(input);
-        return { data: mapCocoStuff171(m.data), width: m.width, height: m.height };
       },
     };
   });
@@ -439,12 +424,7 @@ function pc59Jobs(spec: BenchmarkSpec, root: string, pre: PrepareFailure[]): { o
     },
   });
   let jobs: Job[];
-  const listed = existsSync(listFile)
-    ? readFileSync(listFile, "utf8")
-        .split(/\r?\n/)
-        .map((s) => s.trim())
-        .filter(Boolean)
-    : [];
+  const listed = existsSync(listFile) ? readNameList(listFile) : [];
   if (listed.length > 0 && listed.every((n) => existsSync(join(p.gtDir, `${n}.png`)))) {
     jobs = listed.map((n) => makeJob(n, undefined));
   } else {
@@ -471,10 +451,7 @@ function pc459Jobs(
   const listFile = existsSync(localList)
     ? localList
     : join(packageRoot(), "assets", "classes", "pascalcontext_val.txt");
-  const names = readFileSync(listFile, "utf8")
-    .split(/\r?\n/)
-    .map((x) => x.trim())
-    .filter(Boolean);
+  const names = readNameList(listFile);
   const jobs: Job[] = names.map((name) => {
     const mat = join(matDir, `${name}.mat`);
     return {
@@ -506,11 +483,11 @@ export async function prepareDataset(name: string, o: PrepareOptions): Promise<P
   const pre: PrepareFailure[] = [];
   const { outDir, jobs } =
     spec.name === "ade150"
-      ? ade150Jobs(spec, o.root, pre)
+      ? pngFolderJobs(spec, o.root, pre, ["annotations", "validation"], mapAde150)
       : spec.name === "voc20" || spec.name === "voc20b"
         ? vocJobs(spec, o.root, pre)
         : spec.name === "cocostuff171"
-          ? cocoStuffJobs(spec, o.root, pre)
+          ? pngFolderJobs(spec, o.root, pre, ["annotations", "val2017"], mapCocoStuff171)
           : spec.name === "pc459"
             ? pc459Jobs(spec, o.root, pre)
             : pc59Jobs(spec, o.root, pre);
