@@ -108,6 +108,15 @@ export interface CatSegFeatures {
   img: Tensor;
   /** Decoder guidance [g1 (B, dg0, 2g, 2g), g2 (B, dg1, 4g, 4g)] from the upsampled taps. */
   guidance: [Tensor, Tensor];
+  /** With `clipMaps`: the two tapped block outputs and the ln_post'd dense features, each (B, width, g, g). */
+  clipMaps?: { taps: [Tensor, Tensor]; dense: Tensor };
+}
+
+export interface CatSegEncodeOptions {
+  /** Replaces each CLIP block's output (DEDOS query injection); see ClipVisionForwardOptions.blockHook. */
+  blockHook?: (layer: number, x: Tensor) => Tensor;
+  /** Also return the CLIP maps before projection and upsampling (the DEDOS pixel decoder's input). */
+  clipMaps?: boolean;
 }
 
 export interface CatSegForwardOptions {
@@ -196,13 +205,13 @@ export class CatSegModel extends Module {
   }
 
   /** Raw 0–255 images (B, 3, H, W) → CLIP features and guidance (class independent). */
-  encodeImage(images: Tensor): CatSegFeatures {
+  encodeImage(images: Tensor, o: CatSegEncodeOptions = {}): CatSegFeatures {
     if (images.ndim !== 4 || images.size(1) !== 3)
       throw new Error(`CatSegModel: images must be (B, 3, H, W), got [${images.shape.join(", ")}]`);
     const c = this.config;
     return tidy(() => {
       const pixels = prepareClipInput(images, c.clipResolution);
-      const out = this.clip.visual.forward(pixels, { dense: true, taps: c.taps });
+      const out = this.clip.visual.forward(pixels, { dense: true, taps: c.taps, blockHook: o.blockHook });
       const [gh, gw] = out.grid;
       const B = images.size(0);
       const E = out.tokens.size(2);
@@ -219,9 +228,21 @@ export class CatSegModel extends Module {
           .permute(1, 2, 0)
           .reshape(B, D, gh, gw);
       };
-      const g1 = this.upsample1.forward(grid(out.taps[0]!));
-      const g2 = this.upsample2.forward(grid(out.taps[1]!));
-      return { img: img.contiguous(), guidance: [g1, g2] as [Tensor, Tensor] };
+      const t0 = grid(out.taps[0]!);
+      const t1 = grid(out.taps[1]!);
+      const g1 = this.upsample1.forward(t0);
+      const g2 = this.upsample2.forward(t1);
+      const features: CatSegFeatures = { img: img.contiguous(), guidance: [g1, g2] };
+      if (o.clipMaps) {
+        const D = out.lnPostDense.size(2);
+        const dense = out.lnPostDense
+          .narrow(1, 1, gh * gw)
+          .reshape(B, gh, gw, D)
+          .permute(0, 3, 1, 2)
+          .contiguous();
+        features.clipMaps = { taps: [t0.contiguous(), t1.contiguous()], dense };
+      }
+      return features;
     });
   }
 

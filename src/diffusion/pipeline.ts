@@ -39,7 +39,7 @@ import {
   readPromptTokenSpec,
 } from "./text-encoder.js";
 import { UNet2DConditionModel, type UNetTap } from "./unet.js";
-import { AutoencoderKL, imageToLatent } from "./vae.js";
+import { AutoencoderKL, imageToLatent, latentToImage01 } from "./vae.js";
 
 export type PipelineDType = "float32" | "float16";
 
@@ -371,6 +371,21 @@ export interface DiffusionBranchOptions {
   attentionBudgetBytes?: number;
 }
 
+/**
+ * What the branch needs from a Stable Diffusion: a DiffusersFolder, or components built in memory (tests,
+ * tiny models).
+ */
+export interface DiffusionComponents {
+  readonly vae: AutoencoderKL;
+  readonly unet: UNet2DConditionModel;
+  /** The folder's own scheduler config (only prediction_type is read). */
+  readonly scheduler: SchedulerConfig;
+  readonly dtype: PipelineDType;
+  readonly device: Device;
+  /** The empty-prompt text embedding (1, S, cross_attention_dim). */
+  emptyPromptEmbedding(): Tensor;
+}
+
 /** One timestep's results. */
 export interface DiffusionStep {
   t: number;
@@ -395,7 +410,7 @@ export class DiffusionBranch {
   private readonly text: Tensor;
 
   constructor(
-    readonly folder: DiffusersFolder,
+    readonly folder: DiffusionComponents,
     private readonly o: DiffusionBranchOptions = {},
   ) {
     this.schedule = new NoiseSchedule({
@@ -435,6 +450,20 @@ export class DiffusionBranch {
           }),
         );
       }),
+    );
+  }
+
+  /** x̂0 latents (B, 4, h, w) → the decoded "denoised image" on the 0–255 scale (B, 3, 8h, 8w), fp32. */
+  decodeImage255(x0: Tensor): Tensor {
+    const f = this.folder;
+    return noGrad(() =>
+      tidy(() =>
+        latentToImage01(f.vae, x0.to({ dtype: f.dtype, device: f.device }), {
+          attentionBudgetBytes: this.o.attentionBudgetBytes,
+        })
+          .image01.float()
+          .mul(255),
+      ),
     );
   }
 
