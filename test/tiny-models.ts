@@ -1,6 +1,18 @@
 // Tiny model configurations shared by tests: the real architectures at widths that run in milliseconds.
 import type { CatSegConfig } from "../src/catseg/model.js";
 import type { ClipConfig } from "../src/clip/config.js";
+import { type DedosConfig, dedosPreset } from "../src/dedos/config.js";
+import {
+  AUTOENCODER_KL_DEFAULTS,
+  type AutoencoderKLConfig,
+  DEDOS_SCHEDULER_CONFIG,
+  UNET_2D_CONDITION_DEFAULTS,
+  type UNet2DConditionConfig,
+} from "../src/diffusion/config.js";
+import type { DiffusionComponents } from "../src/diffusion/pipeline.js";
+import { UNet2DConditionModel, unetTapSpecs } from "../src/diffusion/unet.js";
+import { AutoencoderKL } from "../src/diffusion/vae.js";
+import { Generator, randn, type Tensor } from "../src/torch/tensor.js";
 
 export const TINY_CLIP: ClipConfig = {
   vision: { width: 32, layers: 3, heads: 2, patchSize: 8, imageSize: 32, outputDim: 16 },
@@ -31,3 +43,83 @@ export const TINY_CATSEG: CatSegConfig = {
   taps: [0, 1],
   testPoolingSize: [1, 1],
 };
+
+// ---------------------------------------------------------------------------------------------------------
+// DEDOS: the tiny CAT-Seg above, proxy queries over a tiny Stable Diffusion, a small mask-decoder head.
+
+/** A 2-level VAE (factor 2): a 32² crop → a 16² latent. */
+export const TINY_VAE: AutoencoderKLConfig = {
+  ...AUTOENCODER_KL_DEFAULTS,
+  block_out_channels: [8, 16],
+  down_block_types: ["DownEncoderBlock2D", "DownEncoderBlock2D"],
+  up_block_types: ["UpDecoderBlock2D", "UpDecoderBlock2D"],
+  layers_per_block: 1,
+  norm_num_groups: 4,
+};
+
+/** SD-2's UNet structure (linear projections, cross-attention) at widths of 8–16: 3 taps. */
+export const TINY_UNET: UNet2DConditionConfig = {
+  ...UNET_2D_CONDITION_DEFAULTS,
+  block_out_channels: [8, 16],
+  down_block_types: ["CrossAttnDownBlock2D", "DownBlock2D"],
+  up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D"],
+  layers_per_block: 1,
+  attention_head_dim: [2, 2],
+  cross_attention_dim: 8,
+  norm_num_groups: 4,
+  use_linear_projection: true,
+};
+
+/** In-memory frozen Stable Diffusion components for the DEDOS diffusion branch. */
+export function tinyDiffusion(seed = 5): DiffusionComponents & { dispose(): void } {
+  const g = new Generator(seed);
+  const vae = new AutoencoderKL(TINY_VAE, { generator: g }).eval().requiresGrad_(false);
+  const unet = new UNet2DConditionModel(TINY_UNET, { generator: g }).eval().requiresGrad_(false);
+  const empty: Tensor = randn([1, 2, 8], { generator: g }); // (1, S, cross_attention_dim).keep();
+  return {
+    vae,
+    unet,
+    scheduler: { ...DEDOS_SCHEDULER_CONFIG },
+    dtype: "float32",
+    device: "cpu",
+    emptyPromptEmbedding: () => empty.clone(),
+    dispose() {
+      vae.dispose();
+      unet.dispose();
+      empty.dispose();
+    },
+  };
+}
+
+/** DEDOS on TINY_CATSEG (grid 4×4): 4 proxy queries of width 8, a 2-layer decoder of width 16. */
+export function tinyDedosConfig(patch: (c: DedosConfig) => void = () => {}): DedosConfig {
+  const c = dedosPreset("vitb_384");
+  c.catseg = structuredClone(TINY_CATSEG);
+  c.diffusion.timesteps = [50, 100];
+  c.proxy = {
+    ...c.proxy,
+    basicQueries: 2,
+    basicDim: 2,
+    diffusionQueries: 2,
+    diffusionDim: 4,
+    heads: 2,
+    mlpRatio: 2,
+    tapChannels: unetTapSpecs(TINY_UNET).map((s) => s.channels),
+  };
+  c.injection.mlpHidden = 8;
+  c.consistency.projDim = 8;
+  c.consistency.layers = [...TINY_CATSEG.taps];
+  c.textAggregation = { layers: 1, heads: 2 };
+  c.maskHead = {
+    ...c.maskHead,
+    hiddenDim: 16,
+    maskDim: 16,
+    decoderLayers: 2,
+    heads: 2,
+    ffnDim: 32,
+    normGroups: 4,
+  };
+  c.loss.points = 0;
+  patch(c);
+  return c;
+}

@@ -111,6 +111,13 @@ export interface CriterionOptions {
    * (all-reduce) when a process group is initialised, as Mask2Former.
    */
   numMasks?: number | ((localCount: number) => number);
+  /**
+   * The class-weight sum the cross entropy is divided by: PyTorch's weighted mean divides by the local
+   * Σ weight[target]; a function of that local sum replaces it. Default: the local sum averaged over the
+   * ranks when a process group is initialised, so that N processes average to exactly one process's loss
+   * over the whole batch (as `numMasks`).
+   */
+  classWeightSum?: (localSum: number) => number;
 }
 
 /** The local mask count averaged over the ranks of the process group (the local count without one). */
@@ -168,7 +175,7 @@ export class SetCriterion {
       const out: Record<string, Tensor> = {};
       const add = (p: MaskPrediction, suffix: string) => {
         const indices = this.matcher.match(p.classLogits, p.masks, targets, opts.generator);
-        const l = this.losses(p, targets, indices, numMasks, opts.generator);
+        const l = this.losses(p, targets, indices, numMasks, opts.generator, opts.classWeightSum);
         out[`loss_ce${suffix}`] = l.ce.mul(c.classWeight);
         out[`loss_mask${suffix}`] = l.mask.mul(c.maskWeight);
         out[`loss_dice${suffix}`] = l.dice.mul(c.diceWeight);
@@ -186,15 +193,21 @@ export class SetCriterion {
     indices: MatchIndices[],
     numMasks: number,
     generator?: Generator,
+    classWeightSum?: (localSum: number) => number,
   ): MaskLosses {
     return tidy(() => ({
-      ce: this.classLoss(p.classLogits, targets, indices),
+      ce: this.classLoss(p.classLogits, targets, indices, classWeightSum),
       ...this.maskLosses(p.masks, targets, indices, numMasks, generator),
     }));
   }
 
   /** Cross entropy over K + 1 classes, weight otherClassWeight on "other"; unmatched queries are "other". */
-  classLoss(classLogits: Tensor, targets: MaskTarget[], indices: MatchIndices[]): Tensor {
+  classLoss(
+    classLogits: Tensor,
+    targets: MaskTarget[],
+    indices: MatchIndices[],
+    weightSum: (localSum: number) => number = globalNumMasks,
+  ): Tensor {
     return tidy(() => {
       const [B, N, K1] = classLogits.shape as [number, number, number];
       const cls = new Int32Array(B * N).fill(K1 - 1);
@@ -206,11 +219,14 @@ export class SetCriterion {
       const device = classLogits.device;
       const weight = new Float32Array(K1).fill(1);
       weight[K1 - 1] = this.config.otherClassWeight;
-      return F.crossEntropy(
+      let local = 0;
+      for (const k of cls) local += weight[k]!;
+      const sum = F.crossEntropy(
         (classLogits.dtype === "float64" ? classLogits : classLogits.float()).transpose(1, 2),
         tensor(cls, [B, N]).to({ dtype: "int64", device }),
-        { weight: tensor(weight, [K1]).to(device) },
+        { weight: tensor(weight, [K1]).to(device), reduction: "sum" },
       );
+      return sum.div(weightSum(local));
     });
   }
 
