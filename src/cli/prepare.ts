@@ -21,11 +21,13 @@ Sources expected under the root:
   cocostuff171  coco-stuff/images/val2017 + coco-stuff/annotations/val2017 (stuffthingmaps)
   pc59          VOCdevkit/VOC2010/{JPEGImages, trainval_merged.json}
   pc459         VOCdevkit/VOC2010/{JPEGImages, trainval/*.mat} (PASCAL-Context LabelMaps)
-  ade847        not supported yet
+  ade847        ADE20K_2021_17_01/images/ADE/validation/**/ADE_val_*.jpg + *_seg.png (full format);
+                writes images_detectron2/validation (JPEGs, short side 512 when larger, as CAT-Seg) and
+                annotations_detectron2/validation (uint16 TIFF trainIds 0..846, 65535 = unlabelled)
 
 Runs are idempotent and resumable (outputs newer than their inputs are kept). A missing or corrupt input is
 reported by name and the run goes on; the exit code is then 1. At the end the number of outputs is checked
-against the split size (ade150 2000, voc20 1449, cocostuff171 5000, pc59 and pc459 5104).
+against the split size (ade150 and ade847 2000, voc20 1449, cocostuff171 5000, pc59 and pc459 5104).
 `;
 
 export async function prepareCommand(argv: string[]): Promise<number> {

@@ -8,12 +8,16 @@
 //   cocostuff171 coco-stuff/annotations/val2017/*.png (stuffthingmaps: cocoId−1, 255 unlabeled) → 0..170
 //   pc59         VOC2010/trainval_merged.json (RLE, val phase) → 60-id table: id 0 → 255, the other 59 → 0..58
 //   pc459        VOC2010/trainval/<name>.mat (PASCAL-Context LabelMap, 1..459) → uint16(LabelMap − 1) TIFF
+//   ade847       ADE20K_2021_17_01/images/ADE/validation/**/ADE_val_*.jpg + *_seg.png (full format, class id
+//                floor(R/10)·256 + G) → CAT-Seg's id→trainId table, 65535 elsewhere, uint16 TIFF; image and
+//                label resized to short side 512 when larger, images re-encoded as PIL does (src/data/ade847.ts)
 // Outputs are written atomically, skipped when they exist and are newer than their inputs (so a run can be
 // interrupted and resumed), and a corrupt or missing input is reported by name without stopping the run.
 
-import { existsSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { basename, join } from "node:path";
+import { existsSync, promises as fsp, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { Progress } from "../util/progress.js";
+import { ade847Lut, InputFileError, prepareAde847Pair } from "./ade847.js";
 import {
   type BenchmarkName,
   type BenchmarkSpec,
@@ -27,6 +31,7 @@ import {
   decodeVocColorMask,
   type LabelMap,
   pngToRgb,
+  writeFileAtomic,
   writeLabelMap,
 } from "./labels.js";
 import { readMatFile } from "./matlab.js";
@@ -179,6 +184,8 @@ interface Job {
   name: string;
   inputs: string[];
   output: string;
+  /** Other files the build writes itself (ade847: the converted image); checked like `output`. */
+  extraOutputs?: string[];
   /** Builds the output label map, or null when nothing is to be written (all ignore). */
   build: () => Promise<LabelMap | null>;
 }
@@ -191,20 +198,20 @@ export const PREPARE_SUPPORTED: readonly BenchmarkName[] = [
   "cocostuff171",
   "pc59",
   "pc459",
+  "ade847",
 ];
 
-export const PREPARE_UNSUPPORTED_REASON: Partial<Record<BenchmarkName, string>> = {
-  ade847:
-    "not supported yet: needs ADE20K_2021_17_01 (*_seg.png, decoded as (R/10)·256+G) and CAT-Seg's 847-entry id→trainId table, which is not bundled",
-};
+/** Why a benchmark cannot be prepared (none at present). */
+export const PREPARE_UNSUPPORTED_REASON: Partial<Record<BenchmarkName, string>> = {};
 
 function mtime(file: string): number {
   return statSync(file).mtimeMs;
 }
 
 function isUpToDate(job: Job): boolean {
-  if (!existsSync(job.output)) return false;
-  const out = mtime(job.output);
+  const outputs = [job.output, ...(job.extraOutputs ?? [])];
+  if (!outputs.every((f) => existsSync(f))) return false;
+  const out = Math.min(...outputs.map(mtime));
   return job.inputs.every((f) => existsSync(f) && mtime(f) <= out);
 }
 
@@ -243,7 +250,10 @@ async function runJobs(
     }
     try {
       const missing = job.inputs.filter((f) => !existsSync(f));
-      if (missing.length) throw new Error(`missing input ${missing.join(", ")}`);
+      if (missing.length)
+        throw job.inputs.length > 1
+          ? new InputFileError(missing[0]!, `missing input ${missing.join(", ")}`)
+          : new Error(`missing input ${missing.join(", ")}`);
       const map = await job.build();
       if (map === null) {
         empty++;
@@ -254,8 +264,9 @@ async function runJobs(
       written++;
     } catch (e) {
       const error = (e as Error).message;
-      failed.push({ file: job.name, error });
-      log(`\n${spec.name}: ${job.name}: ${error}`);
+      const file = e instanceof InputFileError ? e.file : job.name;
+      failed.push({ file, error });
+      log(`\n${spec.name}: ${file}: ${error}`);
     }
   }
   if (jobs.length > 0) progress?.tick();
@@ -475,6 +486,75 @@ export function pc459LabelMap(buf: Buffer, what: string): LabelMap {
   return { data, width, height };
 }
 
+/** Every `ADE_val_*.jpg` under `dir` (recursively), sorted by file name. */
+function walkAdeVal(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.name.startsWith(".")) continue;
+      const f = join(d, e.name);
+      if (e.isDirectory()) walk(f);
+      else if (e.name.endsWith(".jpg") && e.name.split("_")[1] === "val") out.push(f);
+    }
+  };
+  walk(dir);
+  return out.sort((a, b) => (basename(a) < basename(b) ? -1 : basename(a) > basename(b) ? 1 : 0));
+}
+
+/**
+ * ADE20K-847 (CAT-Seg's prepare_ade20k_full.py, validation split). CAT-Seg takes the images from
+ * index_ade20k.pkl (folder + filename, the split given by the file name's "_val_"); the 2000 validation
+ * entries of that index are exactly the ADE_val_*.jpg files under images/ADE/validation/, so this walks that
+ * folder (no pickle needed) and the count check confirms the set. Each job writes the converted image to
+ * images_detectron2/validation/<name>.jpg and the label to annotations_detectron2/validation/<name>.tif.
+ */
+function ade847Jobs(
+  spec: BenchmarkSpec,
+  root: string,
+  pre: PrepareFailure[],
+): { outDir: string; jobs: Job[] } {
+  const p = benchmarkPaths(spec, root);
+  // `root` may be the ADE20K_2021_17_01 folder itself, before any output folder exists.
+  const datasetDir =
+    !existsSync(join(p.datasetDir, "images", "ADE")) && existsSync(join(root, "images", "ADE"))
+      ? root
+      : p.datasetDir;
+  const srcDir = join(datasetDir, "images", "ADE", "validation");
+  if (!existsSync(srcDir))
+    throw new Error(`folder not found: ${srcDir} (unpack ADE20K_2021_17_01 under the datasets root)`);
+  const imageDir = join(datasetDir, spec.imageDir);
+  const gtDir = join(datasetDir, spec.gtDir);
+  mkdirSync(imageDir, { recursive: true });
+  removeStaleTemps(imageDir);
+  let lut: Uint16Array | undefined;
+  const seen = new Map<string, string>();
+  const jobs: Job[] = [];
+  for (const jpg of walkAdeVal(srcDir)) {
+    const name = stem(jpg);
+    const seg = join(dirname(jpg), `${name}_seg.png`);
+    const imageOut = join(imageDir, `${name}.jpg`);
+    const first = seen.get(name);
+    if (first) {
+      pre.push({ file: jpg, error: `duplicate image name (also ${first})` });
+      continue;
+    }
+    seen.set(name, jpg);
+    jobs.push({
+      name: jpg,
+      inputs: [jpg, seg],
+      output: join(gtDir, `${name}.tif`),
+      extraOutputs: [imageOut],
+      build: async () => {
+        lut ??= ade847Lut();
+        const r = await prepareAde847Pair(jpg, seg, lut);
+        await writeFileAtomic(imageOut, r.image);
+        return r.label;
+      },
+    });
+  }
+  return { outDir: gtDir, jobs };
+}
+
 /** Prepares one benchmark's ground truth under `o.root`. Throws only when the source layout is not found. */
 export async function prepareDataset(name: string, o: PrepareOptions): Promise<PrepareReport> {
   const spec = getBenchmark(name);
@@ -490,6 +570,8 @@ export async function prepareDataset(name: string, o: PrepareOptions): Promise<P
           ? pngFolderJobs(spec, o.root, pre, ["annotations", "val2017"], mapCocoStuff171)
           : spec.name === "pc459"
             ? pc459Jobs(spec, o.root, pre)
-            : pc59Jobs(spec, o.root, pre);
+            : spec.name === "ade847"
+              ? ade847Jobs(spec, o.root, pre)
+              : pc59Jobs(spec, o.root, pre);
   return runJobs(spec, outDir, jobs, pre, o);
 }
