@@ -1,0 +1,130 @@
+// Decoding and augmenting training samples, and packing them into batch buffers. Free of libtorch (and of
+// modules that load it), so that the loader's worker threads can import it.
+import { promises as fsp } from "node:fs";
+import sharp from "sharp";
+import type { RgbImage } from "../data/image.js";
+import { decodeLabelBuffer, type LabelMap } from "../data/labels.js";
+import { type AugmentConfig, type AugmentedSample, augmentSample, Rng } from "./augment.js";
+
+/** One (image, ground truth) pair of a training set. */
+export interface DatasetItem {
+  image: string;
+  gt: string;
+}
+
+export interface RawSample {
+  image: RgbImage;
+  label: LabelMap;
+}
+
+/** A sample to load into a batch: the file pair, its dataset index and the epoch it is drawn in. */
+export interface SampleTask {
+  item: DatasetItem;
+  index: number;
+  epoch: number;
+}
+
+/** Decodes an image file to 8-bit RGB as `readImageRGB` does (EXIF orientation applied, alpha dropped). */
+export async function decodeImageFile(file: string): Promise<RgbImage> {
+  let bytes: Buffer;
+  try {
+    bytes = await fsp.readFile(file);
+  } catch (e) {
+    throw new Error(
+      `${file}: cannot read image (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
+  }
+  try {
+    const { data, info } = await sharp(bytes)
+      .rotate()
+      .removeAlpha()
+      .toColourspace("srgb")
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
+    return {
+      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+      width: info.width,
+      height: info.height,
+    };
+  } catch (e) {
+    throw new Error(`${file}: cannot decode image (${(e as Error).message})`);
+  }
+}
+
+/** Reads and decodes one pair. Errors name the file at fault. */
+export async function loadRawSample(item: DatasetItem): Promise<RawSample> {
+  const labelPromise = (async () => {
+    let buf: Buffer;
+    try {
+      buf = await fsp.readFile(item.gt);
+    } catch (e) {
+      throw new Error(
+        `${item.gt}: cannot read label (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
+    }
+    return decodeLabelBuffer(buf, item.gt);
+  })();
+  const [image, label] = await Promise.all([decodeImageFile(item.image), labelPromise]);
+  if (image.width !== label.width || image.height !== label.height)
+    throw new Error(
+      `${item.gt}: label is ${label.width}×${label.height} but the image ${item.image} is ${image.width}×${image.height}`,
+    );
+  return { image, label };
+}
+
+/** The augmentation generator of one sample: a function of (seed, epoch, dataset index) only. */
+export function sampleRng(seed: number, epoch: number, index: number): Rng {
+  return new Rng(seed, 0x53414d50 /* "SAMP" */, epoch, index);
+}
+
+/** Loads and augments one sample with its own generator. */
+export async function loadTrainingSample(
+  task: SampleTask,
+  cfg: AugmentConfig,
+  seed: number,
+): Promise<AugmentedSample> {
+  const raw = await loadRawSample(task.item);
+  try {
+    return augmentSample(raw.image, raw.label, cfg, sampleRng(seed, task.epoch, task.index));
+  } catch (e) {
+    throw new Error(`${task.item.image}: augmentation failed (${(e as Error).message})`);
+  }
+}
+
+/** A batch as raw buffers: (B, 3, H, W) float32 0–255 images and (B, H, W) int64 labels (little-endian). */
+export interface PackedBatch {
+  images: ArrayBuffer;
+  labels: ArrayBuffer;
+  batch: number;
+  height: number;
+  width: number;
+}
+
+/** Packs augmented samples: HWC uint8 → CHW float32; labels widened to int64. */
+export function packBatch(samples: AugmentedSample[], height: number, width: number): PackedBatch {
+  const hw = height * width;
+  const images = new Float32Array(samples.length * 3 * hw);
+  const labels = new Int32Array(samples.length * hw * 2); // int64 = (low, high) int32 words, little-endian
+  samples.forEach((s, b) => {
+    if (s.height !== height || s.width !== width)
+      throw new Error(`packBatch: sample ${b} is ${s.width}×${s.height}, expected ${width}×${height}`);
+    const img = s.image;
+    const base = b * 3 * hw;
+    for (let p = 0, q = 0; p < hw; p++, q += 3) {
+      images[base + p] = img[q]!;
+      images[base + hw + p] = img[q + 1]!;
+      images[base + 2 * hw + p] = img[q + 2]!;
+    }
+    const lab = s.label;
+    const lbase = b * hw * 2;
+    for (let p = 0; p < hw; p++) labels[lbase + 2 * p] = lab[p]!;
+  });
+  return { images: images.buffer, labels: labels.buffer, batch: samples.length, height, width };
+}
+
+/** Loads, augments and packs one batch (samples decoded concurrently, augmented in order). */
+export async function loadBatch(tasks: SampleTask[], cfg: AugmentConfig, seed: number): Promise<PackedBatch> {
+  const samples = await Promise.all(tasks.map((t) => loadTrainingSample(t, cfg, seed)));
+  return packBatch(samples, cfg.crop[0], cfg.crop[1]);
+}
