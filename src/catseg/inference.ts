@@ -5,7 +5,7 @@
 //   → bilinear to 640×640 → unfold into kernel×kernel windows (stride ⌊kernel·(1 − overlap)⌋)
 //     + a global view: the shortest-side-640 image resized to kernel×kernel
 //   → CLIP once for every view, the head on all classes → logits (views, T, 4g, 4g)
-//   → bilinear to kernel, sigmoid → windows folded back (overlaps averaged: fold / fold(unfold(1)))
+//   → bilinear to kernel, sigmoid (unless the model gives probabilities) → windows folded back (overlaps averaged: fold / fold(unfold(1)))
 //     and averaged with the global view resized to 640 → bilinear to (H, W) (sem_seg_postprocess)
 //   → per-class scores (T, H, W) and / or the argmax label map (H, W).
 //
@@ -41,8 +41,10 @@ export interface SegmentationModel<Features = unknown> {
   readonly padLen: number;
   /** Raw 0–255 views (N, 3, k, k) → class-independent features. */
   encodeImage(images: Tensor): Features;
-  /** Features + text (T, P, E) → logits (N, T, h, w). */
+  /** Features + text (T, P, E) → per-class maps (N, T, h, w): logits, or probabilities (`scoreKind`). */
   head(features: Features, textEmbeds: Tensor, o: { poolingSize?: [number, number] }): Tensor;
+  /** What `head` returns: logits for a sigmoid (CAT-Seg, default) or probabilities (DEDOS mask head). */
+  readonly scoreKind?: "logits" | "probabilities";
 }
 
 export interface SegmentOptions {
@@ -155,6 +157,7 @@ export function segmentTensor<Feat>(
   const chunk = Math.max(1, Math.min(o.classChunk ?? 64, padLen));
   const output = o.output ?? "labels";
   const pooling = o.poolingSize ?? [1, 1];
+  const probabilities = model.scoreKind === "probabilities";
   const [H, W] = [image.size(2), image.size(3)];
   const windows = { kernel: k, stride, perSide, views: L + (useGlobal ? 1 : 0) };
 
@@ -208,7 +211,8 @@ export function segmentTensor<Feat>(
       for (let t0 = 0; t0 < T; t0 += chunk) {
         const n = Math.min(chunk, T - t0);
         const scores = tidy(() => {
-          const up = resizeMaps(logits.narrow(1, t0, n), [k, k]).sigmoid(); // (views, n, k, k)
+          const maps = resizeMaps(logits.narrow(1, t0, n), [k, k]);
+          const up = probabilities ? maps : maps.sigmoid(); // (views, n, k, k)
           const cols = up.narrow(0, 0, L).flatten(1).transpose(0, 1).unsqueeze(0); // (1, n·k·k, L)
           let out = F.fold(cols, [R, R], k, { stride }).div(count); // (1, n, R, R)
           if (useGlobal) {

@@ -5,6 +5,7 @@ import { evalCommand } from "./eval.js";
 import { parityCommand } from "./parity.js";
 import { prepareCommand } from "./prepare.js";
 import { segmentCommand } from "./segment.js";
+import { trainCommand } from "./train.js";
 
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
   segment: { summary: "label every pixel of images with free-text classes (CAT-Seg)", run: segmentCommand },
@@ -13,6 +14,10 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
   prepare: {
     summary: "convert downloaded benchmark datasets into the evaluation layout",
     run: prepareCommand,
+  },
+  train: {
+    summary: "train DEDOS (or CAT-Seg) on a prepared dataset, on one or several processes",
+    run: trainCommand,
   },
   parity: { summary: "check TypeScript modules against reference fixture directories", run: parityCommand },
 };

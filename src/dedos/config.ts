@@ -233,7 +233,14 @@ export function validateDedosConfig(c: DedosConfig): void {
     if (!Number.isInteger(v) || v <= 0) bad(`${name} must be a positive integer, got ${v}`);
   };
   const p = c.proxy;
-  for (const k of ["basicQueries", "basicDim", "diffusionQueries", "diffusionDim", "heads", "mlpRatio"] as const)
+  for (const k of [
+    "basicQueries",
+    "basicDim",
+    "diffusionQueries",
+    "diffusionDim",
+    "heads",
+    "mlpRatio",
+  ] as const)
     posInt(p[k], `proxy.${k}`);
   const { dim } = proxyShape(p);
   if (dim % p.heads !== 0) bad(`proxy width ${dim} is not divisible by proxy.heads ${p.heads}`);
@@ -250,13 +257,25 @@ export function validateDedosConfig(c: DedosConfig): void {
   posInt(c.textAggregation.layers, "textAggregation.layers");
   posInt(c.textAggregation.heads, "textAggregation.heads");
   const m = c.maskHead;
-  for (const k of ["hiddenDim", "maskDim", "decoderLayers", "heads", "ffnDim", "memoryLevels", "normGroups"] as const)
+  for (const k of [
+    "hiddenDim",
+    "maskDim",
+    "decoderLayers",
+    "heads",
+    "ffnDim",
+    "memoryLevels",
+    "normGroups",
+  ] as const)
     posInt(m[k], `maskHead.${k}`);
-  if (m.hiddenDim % m.heads !== 0) bad(`maskHead.hiddenDim ${m.hiddenDim} is not divisible by ${m.heads} heads`);
+  if (m.hiddenDim % m.heads !== 0)
+    bad(`maskHead.hiddenDim ${m.hiddenDim} is not divisible by ${m.heads} heads`);
   if (m.hiddenDim % c.textAggregation.heads !== 0)
-    bad(`maskHead.hiddenDim ${m.hiddenDim} is not divisible by textAggregation.heads ${c.textAggregation.heads}`);
+    bad(
+      `maskHead.hiddenDim ${m.hiddenDim} is not divisible by textAggregation.heads ${c.textAggregation.heads}`,
+    );
   if (m.hiddenDim % m.normGroups !== 0 || m.maskDim % m.normGroups !== 0)
     bad(`maskHead.normGroups ${m.normGroups} does not divide hiddenDim and maskDim`);
-  if (m.memoryLevels < 1 || m.memoryLevels > 3) bad(`maskHead.memoryLevels must be 1..3, got ${m.memoryLevels}`);
+  if (m.memoryLevels < 1 || m.memoryLevels > 3)
+    bad(`maskHead.memoryLevels must be 1..3, got ${m.memoryLevels}`);
   if (c.loss.points < 0) bad(`loss.points must be ≥ 0`);
 }

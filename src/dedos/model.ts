@@ -17,11 +17,13 @@
 // comes from its own diffusers folder and is attached with `attachDiffusion`.
 
 import { type CatSegFeatures, CatSegModel, type CatSegTextOptions } from "../catseg/model.js";
+import { detectClipPrefix, loadClipWeights } from "../clip/model.js";
 import { prepareClipInput } from "../clip/vision.js";
 import { type DiffusionBranch, type DiffusionStep, disposeSteps } from "../diffusion/pipeline.js";
+import { loadCheckpoint, saveSafetensors } from "../torch/io/load.js";
 import type { InitOptions } from "../torch/nn/layers.js";
 import { Module } from "../torch/nn/module.js";
-import { dispose, noGrad, type Tensor, tidy } from "../torch/tensor.js";
+import { dispose, type Generator, noGrad, type Tensor, tidy } from "../torch/tensor.js";
 import { cloneDedosConfig, type DedosConfig, proxyShape, validateDedosConfig } from "./config.js";
 import { TextureSeparationLoss } from "./consistency.js";
 import { SetCriterion } from "./criterion.js";
@@ -30,6 +32,9 @@ import { costAggregationLoss } from "./pixel-loss.js";
 import { ProxyQueries } from "./proxy-queries.js";
 import { QueryInjection } from "./query-injection.js";
 import { TextMemoryAggregation } from "./text-aggregation.js";
+
+/** safetensors metadata `format` of a DEDOS weights file. */
+export const DEDOS_WEIGHTS_FORMAT = "dedos";
 
 /** Class-independent features of a batch of views (computed once, shared by class chunks). */
 export interface DedosFeatures {
@@ -259,7 +264,12 @@ export class DedosModel extends Module {
    * their sum is the training objective. Stable Diffusion runs once per batch for both the proxy queries and
    * the texture-separation loss.
    */
-  trainingLosses(images: Tensor, labels: Tensor, textEmbeds: Tensor): Record<string, Tensor> {
+  trainingLosses(
+    images: Tensor,
+    labels: Tensor,
+    textEmbeds: Tensor,
+    o: { generator?: Generator } = {},
+  ): Record<string, Tensor> {
     if (labels.ndim !== 3 || labels.size(0) !== images.size(0))
       throw new Error(
         `DedosModel: labels must be (B, H, W) for ${images.size(0)} images, got [${labels.shape.join(", ")}]`,
@@ -284,7 +294,7 @@ export class DedosModel extends Module {
           c.loss.costAggregationWeight,
         );
       if (this.criterion) {
-        const seg = this.criterion.forward(out.predictions, labels);
+        const seg = this.criterion.forward(out.predictions, labels, { generator: o.generator });
         for (const [k, v] of Object.entries(seg)) losses[k] = v;
       }
       if (this.consistency && steps) {
@@ -333,6 +343,87 @@ export class DedosModel extends Module {
   get textTowerTrains(): boolean {
     const c = this.config;
     return c.clipFinetune === "attention" && (!c.enabled || c.head === "cost-aggregation");
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Weights
+
+  /**
+   * Writes every tensor of the model (CLIP, the CAT-Seg head and the DEDOS modules; Stable Diffusion lives in
+   * its own folder) to a safetensors file, atomically, with the config in the metadata.
+   */
+  save(file: string): void {
+    saveSafetensors(file, this.stateDict(), {
+      format: DEDOS_WEIGHTS_FORMAT,
+      config: JSON.stringify(this.config),
+    });
+  }
+
+  /**
+   * A model from its own weights file (`save`): the config is read from the file unless given; every key
+   * and shape is checked strictly.
+   */
+  static fromFile(file: string, o: { config?: DedosConfig } = {}): DedosModel {
+    const ckpt = loadCheckpoint(file);
+    try {
+      const meta = ckpt.extra as Record<string, unknown>;
+      let config = o.config;
+      if (!config) {
+        if (meta.format !== DEDOS_WEIGHTS_FORMAT || typeof meta.config !== "string") {
+          const catseg = [...ckpt.tensors.keys()].some((k) => k.startsWith("sem_seg_head."));
+          throw new Error(
+            `${file}: not a DEDOS weights file (no "${DEDOS_WEIGHTS_FORMAT}" config in its metadata)` +
+              (catseg
+                ? "; it holds CAT-Seg weights: load it with DedosModel.fromCatSeg or as a CAT-Seg model"
+                : ""),
+          );
+        }
+        config = JSON.parse(meta.config) as DedosConfig;
+      }
+      const model = new DedosModel(config, { init: "empty" });
+      try {
+        model.loadStateDict(ckpt.tensors, { strict: true, source: file });
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
+      return model.eval();
+    } finally {
+      dispose([...ckpt.tensors.values()]);
+    }
+  }
+
+  /**
+   * A DEDOS with CLIP and the cost-aggregation head from a CAT-Seg checkpoint (detectron2 `.pth` or
+   * safetensors, CAT-Seg key names) and freshly initialised DEDOS modules: the starting point of training
+   * from CAT-Seg, and (with the cost-aggregation head) exactly CAT-Seg's predictions until trained.
+   */
+  static fromCatSeg(file: string, config: DedosConfig, o: InitOptions = {}): DedosModel {
+    const model = new DedosModel(config, o);
+    const ckpt = loadCheckpoint(file);
+    try {
+      model.catseg.loadCatSegWeights(ckpt.tensors, file);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    } finally {
+      dispose([...ckpt.tensors.values()]);
+    }
+    return model;
+  }
+
+  /** Loads OpenAI CLIP weights (`ViT-B-16.pt`, any layout loadClipWeights reads) into the model's CLIP. */
+  loadClip(file: string): this {
+    const ckpt = loadCheckpoint(file);
+    try {
+      loadClipWeights(this.catseg.clip, ckpt.tensors, {
+        prefix: detectClipPrefix(ckpt.tensors.keys(), file),
+        source: file,
+      });
+    } finally {
+      dispose([...ckpt.tensors.values()]);
+    }
+    return this;
   }
 
   /** Frees everything but the weights (the attached diffusion branch is the caller's). */

@@ -160,8 +160,12 @@ export interface SpawnOptions {
   nproc: number;
   /** Rendezvous port; default: a free port. */
   port?: number;
-  /** Rendezvous host; default 127.0.0.1. */
+  /** Rendezvous host; default 127.0.0.1. With several machines: the address of node 0's machine. */
   addr?: string;
+  /** Machines taking part (default 1); every machine runs `nproc` workers. */
+  nnodes?: number;
+  /** This machine's index among `nnodes` (default 0); its workers get ranks nodeRank·nproc + 0…nproc−1. */
+  nodeRank?: number;
   /** Extra environment for every worker (on top of process.env). */
   env?: NodeJS.ProcessEnv;
   /** Node flags for the workers (default: none). */
@@ -200,6 +204,18 @@ export async function spawnWorkers(script: string, args: string[], opts: SpawnOp
   if (!Number.isInteger(nproc) || nproc < 1)
     throw new Error("dist.spawnWorkers: nproc must be an integer ≥ 1");
   const addr = opts.addr ?? "127.0.0.1";
+  const nnodes = opts.nnodes ?? 1;
+  const nodeRank = opts.nodeRank ?? 0;
+  if (
+    !Number.isInteger(nnodes) ||
+    nnodes < 1 ||
+    !Number.isInteger(nodeRank) ||
+    nodeRank < 0 ||
+    nodeRank >= nnodes
+  )
+    throw new Error(`dist.spawnWorkers: node rank ${nodeRank} of ${nnodes} nodes`);
+  if (nnodes > 1 && opts.port === undefined)
+    throw new Error("dist.spawnWorkers: several nodes need an agreed rendezvous port (opts.port)");
   const port = opts.port ?? (await findFreePort(addr));
   const killOnFailure = opts.killOnFailure ?? true;
   const onLine =
@@ -213,8 +229,8 @@ export async function spawnWorkers(script: string, args: string[], opts: SpawnOp
       env: {
         ...process.env,
         ...opts.env,
-        DEDOS_RANK: String(rank),
-        DEDOS_WORLD_SIZE: String(nproc),
+        DEDOS_RANK: String(nodeRank * nproc + rank),
+        DEDOS_WORLD_SIZE: String(nnodes * nproc),
         DEDOS_MASTER_ADDR: addr,
         DEDOS_MASTER_PORT: String(port),
       },
