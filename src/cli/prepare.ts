@@ -1,24 +1,40 @@
-// `dedos prepare <dataset> --root DIR`: builds a benchmark's ground truth from the downloaded files.
+// `dedos prepare <dataset> --root DIR [--split val|train|all]`: builds a benchmark's ground truth from the
+// downloaded files.
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { BENCHMARK_NAMES, BENCHMARKS, isBenchmarkName } from "../data/benchmarks.js";
-import { PREPARE_SUPPORTED, PREPARE_UNSUPPORTED_REASON, prepareDataset } from "../data/prepare.js";
+import {
+  PREPARE_SPLIT_CHOICES,
+  PREPARE_SUPPORTED,
+  PREPARE_TRAIN_SIZES,
+  PREPARE_UNSUPPORTED_REASON,
+  type PrepareReport,
+  type PrepareSplit,
+  prepareDataset,
+  resolvePrepareSplits,
+} from "../data/prepare.js";
+
+const TRAIN_SPLITS = Object.keys(PREPARE_TRAIN_SIZES).join(", ");
 
 const HELP = `dedos prepare — build a benchmark's ground truth (CAT-Seg formats) from the downloaded files
 
-Usage: dedos prepare <dataset> --root DIR [--force] [--no-progress]
+Usage: dedos prepare <dataset> --root DIR [--split val|train|all] [--force] [--no-progress]
 
   <dataset>      one of: ${BENCHMARK_NAMES.join(", ")}
   --root DIR     the datasets root (as DETECTRON2_DATASETS; holding e.g. ADEChallengeData2016/), or the
                  dataset folder itself
+  --split S      val (default): the evaluation split; train: the training split (${TRAIN_SPLITS});
+                 all: every split the dataset supports (val, and train where supported)
   --force        rebuild outputs that are already up to date
   --no-progress  no progress line on stderr
 
 Sources expected under the root:
-  ade150        ADEChallengeData2016/{images,annotations}/validation
+  ade150        ADEChallengeData2016/{images,annotations}/validation (--split train: .../training)
   voc20, voc20b VOCdevkit/VOC2012/{JPEGImages, ImageSets/Segmentation/val.txt,
                 SegmentationClassAug (or SegmentationClass)}
-  cocostuff171  coco-stuff/images/val2017 + coco-stuff/annotations/val2017 (stuffthingmaps)
+  cocostuff171  coco-stuff/images/val2017 + coco-stuff/annotations/val2017 (stuffthingmaps);
+                --split train: coco-stuff/images/train2017 + coco-stuff/annotations/train2017, written to
+                coco-stuff/annotations_detectron2/train2017 (the training set of dedos train)
   pc59          VOCdevkit/VOC2010/{JPEGImages, trainval_merged.json}
   pc459         VOCdevkit/VOC2010/{JPEGImages, trainval/*.mat} (PASCAL-Context LabelMaps)
   ade847        ADE20K_2021_17_01/images/ADE/validation/**/ADE_val_*.jpg + *_seg.png (full format);
@@ -27,7 +43,8 @@ Sources expected under the root:
 
 Runs are idempotent and resumable (outputs newer than their inputs are kept). A missing or corrupt input is
 reported by name and the run goes on; the exit code is then 1. At the end the number of outputs is checked
-against the split size (ade150 and ade847 2000, voc20 1449, cocostuff171 5000, pc59 and pc459 5104).
+against the split size (val: ade150 and ade847 2000, voc20 1449, cocostuff171 5000, pc59 and pc459 5104;
+train: ade150 20210, cocostuff171 118287).
 `;
 
 export async function prepareCommand(argv: string[]): Promise<number> {
@@ -37,6 +54,7 @@ export async function prepareCommand(argv: string[]): Promise<number> {
     options: {
       help: { type: "boolean", short: "h" },
       root: { type: "string" },
+      split: { type: "string", default: "val" },
       force: { type: "boolean" },
       "no-progress": { type: "boolean" },
     },
@@ -59,18 +77,46 @@ export async function prepareCommand(argv: string[]): Promise<number> {
     console.error(`dedos prepare ${name}: ${reason ?? "not supported yet"}`);
     return 2;
   }
+  const choice = values.split ?? "val";
+  if (!(PREPARE_SPLIT_CHOICES as readonly string[]).includes(choice)) {
+    console.error(
+      `dedos prepare: --split must be one of ${PREPARE_SPLIT_CHOICES.join(", ")} (got '${choice}')`,
+    );
+    return 2;
+  }
+  let splits: PrepareSplit[];
+  try {
+    splits = resolvePrepareSplits(name, choice);
+  } catch (e) {
+    console.error(`dedos prepare ${name}: ${(e as Error).message}`);
+    return 2;
+  }
   if (!values.root) {
     console.error("dedos prepare: --root DIR is required");
     return 2;
   }
-  const report = await prepareDataset(name, {
-    root: resolve(values.root),
-    force: values.force ?? false,
-    progress: !values["no-progress"],
-  });
-  const spec = BENCHMARKS[name];
+  const root = resolve(values.root);
+  let status = 0;
+  for (const split of splits) {
+    const report = await prepareDataset(name, {
+      root,
+      split,
+      force: values.force ?? false,
+      progress: !values["no-progress"],
+    });
+    console.error(summary(report));
+    if (!report.ok) status = 1;
+  }
+  return status;
+}
+
+/** The end-of-run lines of one split: counts, the count check, the first failures. */
+function summary(report: PrepareReport): string {
+  const spec = BENCHMARKS[report.dataset];
+  const title =
+    report.split === "val" ? spec.title : `${spec.title.replace(/ \(.*\)$/, "")} (${report.split} split)`;
   const lines = [
-    `${spec.title}: ${report.outDir}`,
+    `${title}: ${report.outDir}`,
     `  listed ${report.listed}, written ${report.written}, up to date ${report.upToDate}` +
       (report.empty ? `, empty (not written, as CAT-Seg) ${report.empty}` : "") +
       `, failed ${report.failed.length}  (${report.seconds.toFixed(1)} s)`,
@@ -78,6 +124,5 @@ export async function prepareCommand(argv: string[]): Promise<number> {
   ];
   for (const f of report.failed.slice(0, 20)) lines.push(`  failed: ${f.file}: ${f.error}`);
   if (report.failed.length > 20) lines.push(`  … and ${report.failed.length - 20} more failures`);
-  console.error(lines.join("\n"));
-  return report.ok ? 0 : 1;
+  return lines.join("\n");
 }

@@ -1,16 +1,20 @@
 // `dedos prepare`: turns the files users download into the ground-truth layouts of the benchmarks, with
 // exactly the label mappings of CAT-Seg's `datasets/prepare_*.py`:
 //   ade150       ADEChallengeData2016/annotations/validation/*.png: uint8(raw − 1), so 0 (other) → 255
+//                (split "train": annotations/training, as detectron2's prepare_ade20k_sem_seg.py)
 //   voc20        VOC2012 val (ImageSets/Segmentation/val.txt), SegmentationClassAug (or SegmentationClass,
 //                palette or colour-rendered): 0 → 255, k → k−1, 255 → 255, anything else → 255; masks
 //                that end up all-255 are not written (as CAT-Seg)
 //   voc20b       the same with background 0 → 20
 //   cocostuff171 coco-stuff/annotations/val2017/*.png (stuffthingmaps: cocoId−1, 255 unlabeled) → 0..170
+//                (split "train": annotations/train2017, the same mapping, as CAT-Seg converts both)
 //   pc59         VOC2010/trainval_merged.json (RLE, val phase) → 60-id table: id 0 → 255, the other 59 → 0..58
 //   pc459        VOC2010/trainval/<name>.mat (PASCAL-Context LabelMap, 1..459) → uint16(LabelMap − 1) TIFF
 //   ade847       ADE20K_2021_17_01/images/ADE/validation/**/ADE_val_*.jpg + *_seg.png (full format, class id
 //                floor(R/10)·256 + G) → CAT-Seg's id→trainId table, 65535 elsewhere, uint16 TIFF; image and
 //                label resized to short side 512 when larger, images re-encoded as PIL does (src/data/ade847.ts)
+// Every benchmark's evaluation split ("val") can be prepared; the training split ("train") of those listed in
+// PREPARE_TRAIN_SIZES too, into the folders `splitSpec` names (those SegmentationDataset reads).
 // Outputs are written atomically, skipped when they exist and are newer than their inputs (so a run can be
 // interrupted and resumed), and a corrupt or missing input is reported by name without stopping the run.
 
@@ -24,6 +28,7 @@ import {
   benchmarkPaths,
   getBenchmark,
   packageRoot,
+  splitSpec,
 } from "./benchmarks.js";
 import {
   decodeCocoRle,
@@ -147,8 +152,40 @@ export interface PrepareFailure {
   error: string;
 }
 
+/** A split `dedos prepare` builds: the evaluation split, or the training split. */
+export type PrepareSplit = "val" | "train";
+
+/** What `--split` accepts: one split, or every split the benchmark supports. */
+export type PrepareSplitChoice = PrepareSplit | "all";
+
+export const PREPARE_SPLIT_CHOICES: readonly PrepareSplitChoice[] = ["val", "train", "all"];
+
+/** Benchmarks whose training split can be prepared, with its size (the count check's default). */
+export const PREPARE_TRAIN_SIZES: Readonly<Partial<Record<BenchmarkName, number>>> = {
+  ade150: 20210,
+  cocostuff171: 118287,
+};
+
+/** The splits of a benchmark `prepareDataset` can build ("val" for all, "train" for some). */
+export function preparableSplits(name: BenchmarkName): PrepareSplit[] {
+  return PREPARE_TRAIN_SIZES[name] === undefined ? ["val"] : ["val", "train"];
+}
+
+/** The splits a `--split` choice stands for ("all": every preparable split); the error names the supported ones. */
+export function resolvePrepareSplits(name: BenchmarkName, choice: string): PrepareSplit[] {
+  const supported = preparableSplits(name);
+  if (choice === "all") return supported;
+  const split = supported.find((s) => s === choice);
+  if (split) return [split];
+  const known = (PREPARE_SPLIT_CHOICES as readonly string[]).includes(choice);
+  throw new Error(
+    `${known ? `the ${choice} split of ${name} cannot be prepared` : `unknown split '${choice}'`} (supported splits of ${name}: ${[...supported, "all"].join(", ")})`,
+  );
+}
+
 export interface PrepareReport {
   dataset: BenchmarkName;
+  split: PrepareSplit;
   outDir: string;
   /** Inputs listed for the split. */
   listed: number;
@@ -175,7 +212,9 @@ export interface PrepareOptions {
   progress?: boolean;
   /** Messages (failures, summary); default: console.error. */
   log?: (msg: string) => void;
-  /** Expected number of outputs (default: the benchmark's split size; for tests on small copies). */
+  /** The split to build (default "val", the evaluation split); see `preparableSplits`. */
+  split?: PrepareSplit;
+  /** Expected number of outputs (default: the split's size; for tests on small copies). */
   expected?: number;
 }
 
@@ -226,6 +265,8 @@ function rmQuiet(f: string): void {
 
 async function runJobs(
   spec: BenchmarkSpec,
+  split: PrepareSplit,
+  splitSize: number,
   outDir: string,
   jobs: Job[],
   preFailed: PrepareFailure[],
@@ -240,7 +281,8 @@ async function runJobs(
   let written = 0;
   let upToDate = 0;
   let empty = 0;
-  const progress = (o.progress ?? true) ? new Progress(jobs.length, `prepare ${spec.name}`) : undefined;
+  const label = `prepare ${spec.name}${split === "val" ? "" : ` ${split}`}`;
+  const progress = (o.progress ?? true) ? new Progress(jobs.length, label) : undefined;
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
     if (i > 0) progress?.tick();
@@ -273,10 +315,11 @@ async function runJobs(
   const present = readdirSync(outDir).filter(
     (f) => f.endsWith(`.${spec.gtExt}`) && !f.startsWith("."),
   ).length;
-  const expected = o.expected ?? spec.splitSize;
+  const expected = o.expected ?? splitSize;
   const ok = failed.length === 0 && present + empty === expected;
   return {
     dataset: spec.name,
+    split,
     outDir,
     listed: jobs.length,
     written,
@@ -308,16 +351,19 @@ function imageCheck(imageDir: string, id: string, failures: PrepareFailure[], ex
 
 // ---- per-dataset job lists ----
 
-/** A folder of index PNGs, each mapped to the benchmark's label values (ADE-150, COCO-Stuff-171). */
+/**
+ * A folder of index PNGs, each mapped to the benchmark's label values (ADE-150, COCO-Stuff-171): the raw
+ * annotations/<split folder> to the prepared annotations_detectron2/<split folder> (`spec` already pointing
+ * at the split, so the split folder is the last part of its gtDir).
+ */
 function pngFolderJobs(
   spec: BenchmarkSpec,
   root: string,
   pre: PrepareFailure[],
-  srcSubdir: string[],
   map: (raw: Uint8Array | Uint16Array) => Uint8Array,
 ): { outDir: string; jobs: Job[] } {
   const p = benchmarkPaths(spec, root);
-  const srcDir = join(p.datasetDir, ...srcSubdir);
+  const srcDir = join(p.datasetDir, "annotations", basename(spec.gtDir));
   const jobs = listDir(srcDir, ".png").map((f): Job => {
     const input = join(srcDir, f);
     imageCheck(p.imageDir, stem(f), pre);
@@ -555,23 +601,33 @@ function ade847Jobs(
   return { outDir: gtDir, jobs };
 }
 
-/** Prepares one benchmark's ground truth under `o.root`. Throws only when the source layout is not found. */
+/**
+ * Prepares one split of a benchmark's ground truth under `o.root`. Throws only when the source layout is not
+ * found or the split cannot be prepared for this benchmark.
+ */
 export async function prepareDataset(name: string, o: PrepareOptions): Promise<PrepareReport> {
   const spec = getBenchmark(name);
   const reason = PREPARE_UNSUPPORTED_REASON[spec.name];
   if (reason) throw new Error(`prepare ${spec.name}: ${reason}`);
+  const split = o.split ?? "val";
+  try {
+    resolvePrepareSplits(spec.name, split);
+  } catch (e) {
+    throw new Error(`prepare ${spec.name}: ${(e as Error).message}`);
+  }
+  const splitSize = split === "val" ? spec.splitSize : PREPARE_TRAIN_SIZES[spec.name]!;
   const pre: PrepareFailure[] = [];
   const { outDir, jobs } =
     spec.name === "ade150"
-      ? pngFolderJobs(spec, o.root, pre, ["annotations", "validation"], mapAde150)
+      ? pngFolderJobs(splitSpec(spec, split), o.root, pre, mapAde150)
       : spec.name === "voc20" || spec.name === "voc20b"
         ? vocJobs(spec, o.root, pre)
         : spec.name === "cocostuff171"
-          ? pngFolderJobs(spec, o.root, pre, ["annotations", "val2017"], mapCocoStuff171)
+          ? pngFolderJobs(splitSpec(spec, split), o.root, pre, mapCocoStuff171)
           : spec.name === "pc459"
             ? pc459Jobs(spec, o.root, pre)
             : spec.name === "ade847"
               ? ade847Jobs(spec, o.root, pre)
               : pc59Jobs(spec, o.root, pre);
-  return runJobs(spec, outDir, jobs, pre, o);
+  return runJobs(spec, split, splitSize, outDir, jobs, pre, o);
 }

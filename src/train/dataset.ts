@@ -1,48 +1,13 @@
 // Training sets: the (image, ground truth) pairs of a prepared benchmark split, checked up front.
-// Split folders follow CAT-Seg's registrations: the evaluation split's folders with the split token replaced,
-// e.g. cocostuff171 "train" → coco-stuff/images/train2017 + coco-stuff/annotations_detectron2/train2017,
-// ade150 "train" → images/training + annotations_detectron2/training, voc20 "train" → annotations_detectron2/train.
+// Split folders follow CAT-Seg's registrations (`splitSpec`, src/data/benchmarks.ts), e.g. cocostuff171
+// "train" → coco-stuff/images/train2017 + coco-stuff/annotations_detectron2/train2017.
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, extname, join } from "node:path";
-import { type BenchmarkSpec, benchmarkPaths, getBenchmark } from "../data/benchmarks.js";
+import { benchmarkPaths, getBenchmark, splitSpec } from "../data/benchmarks.js";
 import type { AugmentConfig, AugmentedSample } from "./augment.js";
 import { type DatasetItem, loadRawSample, loadTrainingSample, type RawSample, sampleRng } from "./sample.js";
 
 export type { DatasetItem, RawSample } from "./sample.js";
-
-/** The token naming the evaluation split in a benchmark's folders, and its spelling for another split. */
-function splitToken(spec: BenchmarkSpec, split: string): { from: string; to: string } {
-  switch (spec.name) {
-    case "cocostuff171":
-      return { from: "val2017", to: /\d{4}$/.test(split) ? split : `${split}2017` };
-    case "ade150":
-    case "ade847":
-      return {
-        from: "validation",
-        to: split === "train" ? "training" : split === "val" ? "validation" : split,
-      };
-    default:
-      return { from: "val", to: split };
-  }
-}
-
-function replaceLast(dir: string, from: string, to: string): string {
-  const parts = dir.split("/");
-  const last = parts[parts.length - 1]!;
-  if (last.endsWith(from)) parts[parts.length - 1] = last.slice(0, last.length - from.length) + to;
-  return parts.join("/");
-}
-
-/** The benchmark spec with its image and ground-truth folders pointing at another split. */
-export function splitSpec(spec: BenchmarkSpec, split: string): BenchmarkSpec {
-  if (!/^[\w.-]+$/.test(split)) throw new Error(`bad split name '${split}'`);
-  const { from, to } = splitToken(spec, split);
-  return {
-    ...spec,
-    imageDir: replaceLast(spec.imageDir, from, to),
-    gtDir: replaceLast(spec.gtDir, from, to),
-  };
-}
 
 export interface DatasetOptions {
   /** Datasets root (DETECTRON2_DATASETS layout) or the benchmark's own folder. */
@@ -170,4 +135,4 @@ export class SegmentationDataset {
   }
 }
 
-export { sampleRng };
+export { sampleRng, splitSpec };
