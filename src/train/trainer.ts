@@ -230,9 +230,19 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         const names = Object.keys(losses).sort();
         let total = losses[names[0]!]!;
         for (const n of names.slice(1)) total = total.add(losses[n]!);
+        // The batch's loss over all ranks: every term is normalised globally (mask counts, class-weight
+        // sums, equal per-rank pixel counts), so the mean over ranks is the whole batch's value. All ranks
+        // therefore see the same numbers and stop together on a NaN.
+        let numbers = [...names.map((n) => losses[n]!.item()), total.item()];
+        if (world > 1)
+          numbers = Array.from(
+            dist.allReduce(tensorFromNumbers(numbers), "avg").toTypedArray() as Float64Array,
+          );
         const v: Record<string, number> = {};
-        for (const n of names) v[n] = losses[n]!.item();
-        v.total = total.item();
+        names.forEach((n, i) => {
+          v[n] = numbers[i]!;
+        });
+        v.total = numbers[names.length]!;
         if (!Number.isFinite(v.total)) {
           const bad = names.filter((n) => !Number.isFinite(v[n]!));
           throw stopped(`loss is ${v.total} (${bad.join(", ")})`);
