@@ -20,7 +20,8 @@ import sharp from "sharp";
 import { AggregatorLayer, linearAttention } from "../src/catseg/aggregator.js";
 import { segmentTensor } from "../src/catseg/inference.js";
 import { CatSegModel, catSegPreset } from "../src/catseg/model.js";
-import { imageToTensor, readImageRGB } from "../src/data/image.js";
+import { readImageRGB } from "../src/data/image-decode.js";
+import { imageToTensor } from "../src/data/image-tensor.js";
 import { dispose, Generator, noGrad, randn, setNumThreads, type Tensor, tidy } from "../src/torch/index.js";
 import {
   bindingOverhead,

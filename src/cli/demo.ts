@@ -9,7 +9,8 @@ import { ClipModel } from "../clip/model.js";
 import { embedClassNames } from "../clip/prompts.js";
 import { ClipTokenizer } from "../clip/tokenizer.js";
 import { normalizeClipPixels, resizeForClip } from "../clip/vision.js";
-import { imageToTensor, readImageRGB } from "../data/image.js";
+import { readImageRGB } from "../data/image-decode.js";
+import { imageToTensor } from "../data/image-tensor.js";
 import { F, Generator, noGrad, PACKAGE_ROOT, tidy } from "../torch/index.js";
 import { writeLabelPng, writeOverlay } from "../viz/overlay.js";
 

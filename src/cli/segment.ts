@@ -4,7 +4,7 @@ import { basename, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Segmenter } from "../api/segmenter.js";
 import { parseClassList, readClassFile } from "../data/classes.js";
-import { readImageRGB } from "../data/image.js";
+import { readImageRGB } from "../data/image-decode.js";
 import { Progress } from "../util/progress.js";
 import { writeLabelPng, writeOverlay } from "../viz/overlay.js";
 

@@ -5,8 +5,8 @@
 // Texts are encoded in batches, and results are cached per (model instance, class list, templates, options).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PACKAGE_ROOT } from "../torch/native.js";
 import { cat, noGrad, type Tensor, tensor, tidy } from "../torch/tensor.js";
+import { PACKAGE_ROOT } from "../util/package-root.js";
 import type { ClipTextEncoder } from "./text.js";
 import type { TokenizedBatch, TokenizeOptions } from "./tokenizer.js";
 

@@ -6,11 +6,11 @@
 //   → greedy lowest-rank BPE merges with "</w>" glued to the last symbol → vocabulary ids.
 // Every Python-specific behaviour that JavaScript does differently (whitespace sets, strip(), numeric
 // character references) is reproduced explicitly below.
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { decodeHTML } from "entities";
+import { PACKAGE_ROOT } from "../util/package-root.js";
 
 /** Id of `<|startoftext|>` in the standard CLIP vocabulary. */
 export const SOT_ID = 49406;
@@ -197,17 +197,6 @@ function byteAlphabet(): Array<[byte: number, char: string]> {
 // Tokenizer
 // ---------------------------------------------------------------------------------------------------------
 
-/** Folder holding package.json above this module (source lives in src/clip, compiled code in dist/src/clip). */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, "package.json"))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
-    dir = parent;
-  }
-}
-
 export class ClipTokenizer {
   /** Id of `<|startoftext|>` in this vocabulary (SOT_ID for the standard file). */
   readonly sotId: number;
@@ -266,7 +255,7 @@ export class ClipTokenizer {
 
   /** Reads a gzipped merges file (default: the bundled bpe_simple_vocab_16e6.txt.gz). */
   static load(vocabPath?: string): ClipTokenizer {
-    const path = vocabPath ?? join(packageRoot(), DEFAULT_VOCAB);
+    const path = vocabPath ?? join(PACKAGE_ROOT, DEFAULT_VOCAB);
     const raw = gunzipSync(readFileSync(path));
     // Only the header line and the merges in use are decoded (the file holds 5× more lines than are used).
     let end = -1;

@@ -2,7 +2,7 @@
 // `register_*.py`), ground-truth formats, ignore labels and split sizes.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PACKAGE_ROOT } from "../torch/native.js";
+import { PACKAGE_ROOT } from "../util/package-root.js";
 
 export type BenchmarkName = "ade150" | "ade847" | "pc59" | "pc459" | "voc20" | "voc20b" | "cocostuff171";
 
@@ -170,8 +170,7 @@ export function getBenchmark(name: string): BenchmarkSpec {
   return BENCHMARKS[name];
 }
 
-/** The package root (the folder holding package.json), found from this file (src/ or dist/src/). */
-/** The installed package's root folder (holds assets/). */
+/** The installed package's root folder (holds assets/); PACKAGE_ROOT of src/util/package-root.ts. */
 export function packageRoot(): string {
   return PACKAGE_ROOT;
 }

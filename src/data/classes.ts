@@ -1,7 +1,7 @@
 // Class lists: the benchmark JSON files (assets/classes/*.json) or text typed by a user.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PACKAGE_ROOT } from "../torch/native.js";
+import { PACKAGE_ROOT } from "../util/package-root.js";
 
 /**
  * Parses classes typed on a command line: classes separated by ";" (or new lines), synonyms inside a class

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import type { Segmenter } from "../api/segmenter.js";
 import { type BenchmarkSpec, benchmarkPaths, getBenchmark, loadClassNames } from "../data/benchmarks.js";
-import { readImageRGB } from "../data/image.js";
+import { readImageRGB } from "../data/image-decode.js";
 import { readLabelMap } from "../data/labels.js";
 import { writeOverlay } from "../viz/overlay.js";
 import { ConfusionMatrix, foldVocBackground } from "./semseg-metrics.js";

@@ -1,8 +1,11 @@
 // Loads the compiled libtorch addon. Everything that touches it goes through src/torch/.
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { PACKAGE_ROOT } from "../util/package-root.js";
+
+/** The package root, re-exported from src/util/package-root.ts (which does not load the addon). */
+export { PACKAGE_ROOT };
 
 /** A tensor in the addon's slot table: slot index plus generation, as a number (see native/src/tensor.cpp). */
 export type NativeTensor = number;
@@ -10,21 +13,6 @@ export type NativeTensor = number;
 /** The addon's functions; argument conventions are documented beside each op in native/src/*.cpp. */
 // biome-ignore lint/suspicious/noExplicitAny: the addon surface is typed by the wrappers in tensor.ts and functional.ts.
 export type NativeAddon = Record<string, (...args: any[]) => any>;
-
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, "package.json"))) {
-    const up = dirname(dir);
-    if (up === dir)
-      throw new Error(
-        `dedos: cannot find the package root (package.json) above ${fileURLToPath(import.meta.url)}`,
-      );
-    dir = up;
-  }
-  return dir;
-}
-
-export const PACKAGE_ROOT = packageRoot();
 
 function load(): NativeAddon {
   const path = join(PACKAGE_ROOT, "native", "build", "Release", "dedos_native.node");

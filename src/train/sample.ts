@@ -1,9 +1,8 @@
 // Decoding and augmenting training samples, and packing them into batch buffers. Free of libtorch (and of
-// modules that load it), so that the loader's worker threads can import it.
-import { promises as fsp } from "node:fs";
-import sharp from "sharp";
-import type { RgbImage } from "../data/image.js";
-import { decodeLabelBuffer, type LabelMap } from "../data/labels.js";
+// modules that load it), so that the loader's worker threads can import it: images are decoded by
+// src/data/image-decode.ts and labels read by src/data/labels.ts, the decoders the rest of dedos uses.
+import { type RgbImage, readImageFile } from "../data/image-decode.js";
+import { type LabelMap, readLabelMap } from "../data/labels.js";
 import { type AugmentConfig, type AugmentedSample, augmentSample, Rng } from "./augment.js";
 
 /** One (image, ground truth) pair of a training set. */
@@ -24,48 +23,12 @@ export interface SampleTask {
   epoch: number;
 }
 
-/** Decodes an image file to 8-bit RGB as `readImageRGB` does (EXIF orientation applied, alpha dropped). */
-export async function decodeImageFile(file: string): Promise<RgbImage> {
-  let bytes: Buffer;
-  try {
-    bytes = await fsp.readFile(file);
-  } catch (e) {
-    throw new Error(
-      `${file}: cannot read image (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-    );
-  }
-  try {
-    const { data, info } = await sharp(bytes)
-      .rotate()
-      .removeAlpha()
-      .toColourspace("srgb")
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
-    return {
-      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
-      width: info.width,
-      height: info.height,
-    };
-  } catch (e) {
-    throw new Error(`${file}: cannot decode image (${(e as Error).message})`);
-  }
-}
+/** Reads and decodes an image file (src/data/image-decode.ts, also behind `readImageRGB`). */
+export const decodeImageFile: (file: string) => Promise<RgbImage> = readImageFile;
 
 /** Reads and decodes one pair. Errors name the file at fault. */
 export async function loadRawSample(item: DatasetItem): Promise<RawSample> {
-  const labelPromise = (async () => {
-    let buf: Buffer;
-    try {
-      buf = await fsp.readFile(item.gt);
-    } catch (e) {
-      throw new Error(
-        `${item.gt}: cannot read label (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-      );
-    }
-    return decodeLabelBuffer(buf, item.gt);
-  })();
-  const [image, label] = await Promise.all([decodeImageFile(item.image), labelPromise]);
+  const [image, label] = await Promise.all([readImageFile(item.image), readLabelMap(item.gt)]);
   if (image.width !== label.width || image.height !== label.height)
     throw new Error(
       `${item.gt}: label is ${label.width}×${label.height} but the image ${item.image} is ${image.width}×${image.height}`,

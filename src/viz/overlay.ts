@@ -1,7 +1,7 @@
 // Pictures of a labelling: colour overlay with a legend (colour, name, pixel share), and indexed label PNGs.
 import { renameSync } from "node:fs";
 import sharp, { type Sharp } from "sharp";
-import type { RgbImage } from "../data/image.js";
+import type { RgbImage } from "../data/image-decode.js";
 import { classColor } from "./palette.js";
 
 export interface ClassShare {
