@@ -2,7 +2,7 @@
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { Segmenter } from "../api/segmenter.js";
+import { parseModelKind, Segmenter } from "../api/segmenter.js";
 import { BENCHMARK_NAMES, getBenchmark } from "../data/benchmarks.js";
 import { evaluateShard, listSplit } from "../eval/evaluate.js";
 import { writeEvalReport } from "../eval/report.js";
@@ -14,7 +14,10 @@ const HELP = `dedos eval --dataset NAME --root DIR [options] — mIoU on a prepa
 
   --dataset NAME        ${BENCHMARK_NAMES.join(", ")}
   --root DIR            datasets root (as given to dedos prepare) or the dataset folder itself
-  --weights FILE        CAT-Seg checkpoint (model_final.pth) or safetensors; none = random weights
+  --weights FILE        CAT-Seg checkpoint (model_final.pth) or DEDOS weights (model_final.safetensors);
+                        none = random weights
+  --sd DIR              Stable Diffusion 2-base in diffusers layout (DEDOS reads it at inference)
+  --model catseg|dedos  the architecture without weights (default catseg)
   --config NAME|FILE    vitb_384 (default), vitl_336, or a JSON config
   --window catseg|dedos sliding window (default catseg: kernel 384, overlap 1/3, plus a global view)
   --limit N             only the first N images (a quick look)
@@ -40,6 +43,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
       dataset: { type: "string" },
       root: { type: "string" },
       weights: { type: "string" },
+      sd: { type: "string" },
+      model: { type: "string" },
       config: { type: "string" },
       window: { type: "string" },
       limit: { type: "string" },
@@ -91,6 +96,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const seg = Segmenter.create({
     config: values.config,
     weights: values.weights,
+    sd: values.sd,
+    model: parseModelKind(values.model),
     device: values.device,
     window,
   });

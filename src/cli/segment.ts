@@ -2,7 +2,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { Segmenter } from "../api/segmenter.js";
+import { parseModelKind, Segmenter } from "../api/segmenter.js";
 import { parseClassList, readClassFile } from "../data/classes.js";
 import { readImageRGB } from "../data/image-decode.js";
 import { Progress } from "../util/progress.js";
@@ -15,7 +15,10 @@ Classes:
   --classes-file FILE|NAME       a JSON array or a text file (one class per line), or a bundled
                                  benchmark list: ade150, ade847, pc59, pc459, voc20, voc20b, coco
 Model:
-  --weights FILE                 CAT-Seg checkpoint (model_final.pth) or safetensors of this model
+  --weights FILE                 CAT-Seg checkpoint (model_final.pth), or DEDOS weights from dedos train
+                                 (model_final.safetensors; recognised by its metadata)
+  --sd DIR                       Stable Diffusion 2-base (diffusers layout): DEDOS reads it at inference
+  --model catseg|dedos           the architecture without weights (default catseg)
   --config NAME|FILE             vitb_384 (default), vitl_336, or a JSON config
   --window catseg|dedos          sliding window: 384 px / overlap 1/3 (default) or 512 px / 0.75
   --device cpu|cuda[:N]          where to run (default cpu)
@@ -25,7 +28,8 @@ Output:
   --scores                       also write NAME.scores.bin (float32 T×H×W probabilities)
 
 Without --weights the model has random weights: the output shows the pipeline, not a segmentation.
-Real weights: CAT-Seg's released ViT-B/16 or ViT-L/14 model_final.pth (they contain CLIP as well).
+Real weights: CAT-Seg's released ViT-B/16 or ViT-L/14 model_final.pth (they contain CLIP as well), or
+DEDOS weights you trained (dedos train --help) together with --sd.
 
 Examples:
   dedos segment street.jpg --classes "road; sidewalk; car, truck; person; sky" --weights model_final.pth
@@ -41,6 +45,8 @@ export async function segmentCommand(argv: string[]): Promise<number> {
       classes: { type: "string" },
       "classes-file": { type: "string" },
       weights: { type: "string" },
+      sd: { type: "string" },
+      model: { type: "string" },
       config: { type: "string" },
       window: { type: "string" },
       device: { type: "string" },
@@ -76,6 +82,8 @@ export async function segmentCommand(argv: string[]): Promise<number> {
   const seg = Segmenter.create({
     config: values.config,
     weights: values.weights,
+    sd: values.sd,
+    model: parseModelKind(values.model),
     device: values.device,
     window,
   });

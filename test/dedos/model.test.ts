@@ -2,16 +2,27 @@
 // CAT-Seg; which parameters get gradients after one training step (and which must not); both heads' inference
 // shapes and ranges; the requirement of a diffusion branch; weights round trip.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { Segmenter } from "../../src/api/segmenter.js";
 import { CatSegModel } from "../../src/catseg/model.js";
+import { readLabelMap } from "../../src/data/labels.js";
 import { DedosModel } from "../../src/dedos/model.js";
 import { DiffusionBranch } from "../../src/diffusion/pipeline.js";
+import { saveSafetensors } from "../../src/torch/io/load.js";
 import { Generator, noGrad, rand, randint, randn, type Tensor, tidy } from "../../src/torch/tensor.js";
 import { DEFAULT_SOLVER, maskFrozenGradients, setupTrainable } from "../../src/train/solver.js";
 import { tinyDedosConfig, tinyDiffusion } from "../tiny-models.js";
 
 const sd = tinyDiffusion(5);
-after(() => sd.dispose());
+const tmp = mkdtempSync(join(tmpdir(), "dedos-model-"));
+after(() => {
+  sd.dispose();
+  rmSync(tmp, { recursive: true, force: true });
+});
 
 function unitText(T: number, seed: number): Tensor {
   return tidy(() => {
@@ -183,5 +194,74 @@ describe("DEDOS model", () => {
       /timesteps/,
     );
     model.dispose();
+  });
+});
+
+describe("DEDOS weights and the Segmenter", () => {
+  test("save → fromFile gives identical outputs; a CAT-Seg file is named as such", () => {
+    const config = tinyDedosConfig((c) => {
+      c.proxy.conditioning = "static";
+    });
+    const model = new DedosModel(config, { generator: new Generator(21) }).eval();
+    const file = join(tmp, "dedos.safetensors");
+    model.save(file);
+    const back = DedosModel.fromFile(file);
+    tidy(() => {
+      const img = images(1, 4);
+      const text = unitText(3, 5);
+      const a = noGrad(() => model.forward(img, text));
+      const b = noGrad(() => back.forward(img, text));
+      assert.equal(maxDiff(a, b), 0);
+    });
+    const catsegFile = join(tmp, "catseg.safetensors");
+    saveSafetensors(catsegFile, model.catseg.catsegStateDict());
+    assert.throws(() => DedosModel.fromFile(catsegFile), /not a DEDOS weights file.*CAT-Seg weights/);
+    // fromCatSeg: CLIP and the head from the CAT-Seg file, DEDOS modules fresh.
+    const fresh = DedosModel.fromCatSeg(catsegFile, config, { generator: new Generator(1) });
+    const w = fresh.catseg.stateDict();
+    for (const [k, t] of model.catseg.stateDict()) assert.equal(maxDiff(t, w.get(k)!), 0, k);
+    for (const m of [model, back, fresh]) m.dispose();
+  });
+
+  test("Segmenter and dedos segment recognise DEDOS weights; diffusion conditioning asks for --sd", async () => {
+    const config = tinyDedosConfig((c) => {
+      c.proxy.conditioning = "static";
+    });
+    const model = new DedosModel(config, { generator: new Generator(22) });
+    const file = join(tmp, "static.safetensors");
+    model.save(file);
+    model.dispose();
+    const seg = Segmenter.create({ weights: file });
+    assert.ok(seg.model instanceof DedosModel);
+    const r = await seg.segment("assets/images/chelsea.png", "cat; wall; floor");
+    assert.equal(r.labels.length, r.width * r.height);
+    assert.ok(r.labels.every((v) => v < 3));
+    seg.dispose();
+
+    const out = join(tmp, "seg");
+    const cli = spawnSync(
+      process.execPath,
+      [
+        "dist/src/cli/main.js",
+        "segment",
+        "assets/images/chelsea.png",
+        "--classes",
+        "cat; wall",
+        "--weights",
+        file,
+        "--out",
+        out,
+      ],
+      { encoding: "utf8" },
+    );
+    assert.equal(cli.status, 0, cli.stderr);
+    const labels = await readLabelMap(join(out, "chelsea.labels.png"));
+    assert.equal(labels.width * labels.height, r.width * r.height);
+
+    const diffusionFile = join(tmp, "diffusion.safetensors");
+    const m2 = new DedosModel(tinyDedosConfig(), { generator: new Generator(23) });
+    m2.save(diffusionFile);
+    m2.dispose();
+    assert.throws(() => Segmenter.create({ weights: diffusionFile }), /Stable Diffusion at inference.*--sd/);
   });
 });
