@@ -5,9 +5,9 @@
 //   node dist/bench/dedos.js [threads] [presets…]      (each preset runs in its own process: clean peak RSS)
 import { spawnSync } from "node:child_process";
 import { getBenchmark, loadClassNames } from "../src/data/benchmarks.js";
-import { AdamW, clipGradNorm, noGrad, rand, randint, setNumThreads, tidy } from "../src/torch/index.js";
+import { AdamW, noGrad, rand, randint, setNumThreads, tidy } from "../src/torch/index.js";
 import { trainPreset } from "../src/train/config.js";
-import { maskFrozenGradients, restoreFrozenRows, setupTrainable } from "../src/train/solver.js";
+import { applyUpdate, setupTrainable, totalLoss } from "../src/train/solver.js";
 import { bindingOverhead, peakRssMb, report, resetPeakRss, rssMb, type Timing } from "./common.js";
 import { buildFullSize } from "./full-size.js";
 
@@ -24,7 +24,6 @@ if (process.env.DEDOS_BENCH_CHILD) {
   const model = f.model;
   const setup = setupTrainable(model, tc.solver);
   const optimizer = new AdamW(setup.groups);
-  const params = setup.groups.flatMap((g) => g.params);
   const coco = loadClassNames(getBenchmark("cocostuff171"));
   const ade = loadClassNames(getBenchmark("ade150"));
   const trainText = noGrad(() => model.textEmbeddings(coco)).keep();
@@ -36,15 +35,10 @@ if (process.env.DEDOS_BENCH_CHILD) {
     model.train();
     tidy(() => {
       const losses = model.trainingLosses(images, labels, trainText);
-      let total = losses.loss_ce!;
-      for (const [k, v] of Object.entries(losses)) if (k !== "loss_ce") total = total.add(v);
       optimizer.zeroGrad();
-      total.backward();
+      totalLoss(losses).backward();
     });
-    maskFrozenGradients(setup.frozenRows);
-    clipGradNorm(params, tc.solver.gradClip);
-    optimizer.step();
-    restoreFrozenRows(setup.frozenRows);
+    applyUpdate(setup, optimizer, tc.solver.gradClip);
   };
   const view = rand([1, 3, 512, 512]).mul(255).keep();
   const infer = () => {

@@ -10,11 +10,11 @@ import { join } from "node:path";
 import sharp from "sharp";
 import { getBenchmark, loadClassNames } from "../src/data/benchmarks.js";
 import { writeLabelMap } from "../src/data/labels.js";
-import { AdamW, clipGradNorm, dispose, noGrad, setNumThreads, tidy } from "../src/torch/index.js";
+import { AdamW, dispose, noGrad, setNumThreads, tidy } from "../src/torch/index.js";
 import { trainPreset } from "../src/train/config.js";
 import { SegmentationDataset } from "../src/train/dataset.js";
 import { DataLoader } from "../src/train/loader.js";
-import { maskFrozenGradients, restoreFrozenRows, setupTrainable } from "../src/train/solver.js";
+import { applyUpdate, setupTrainable, totalLoss } from "../src/train/solver.js";
 import { bindingOverhead, peakRssMb, report, resetPeakRss, type Timing } from "./common.js";
 import { buildFullSize } from "./full-size.js";
 
@@ -57,7 +57,6 @@ const f = buildFullSize("vitb_384");
 const model = f.model.train();
 const setup = setupTrainable(model, tc.solver);
 const optimizer = new AdamW(setup.groups);
-const params = setup.groups.flatMap((g) => g.params);
 const text = noGrad(() => model.textEmbeddings(loadClassNames(getBenchmark("cocostuff171")))).keep();
 const loader = new DataLoader(SegmentationDataset.open({ root, benchmark: "cocostuff171", split: "train" }), {
   batchSize: tc.data.batchSize,
@@ -80,15 +79,10 @@ async function step(measureOverhead = false): Promise<{ ms: number; share?: numb
   const run = () => {
     tidy(() => {
       const losses = model.trainingLosses(batch.images, batch.labels, text);
-      let total = losses.loss_ce!;
-      for (const [k, v] of Object.entries(losses)) if (k !== "loss_ce") total = total.add(v);
       optimizer.zeroGrad();
-      total.backward();
+      totalLoss(losses).backward();
     });
-    maskFrozenGradients(setup.frozenRows);
-    clipGradNorm(params, tc.solver.gradClip);
-    optimizer.step();
-    restoreFrozenRows(setup.frozenRows);
+    applyUpdate(setup, optimizer, tc.solver.gradClip);
   };
   const s = performance.now();
   let share: number | undefined;

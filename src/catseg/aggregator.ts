@@ -12,10 +12,10 @@
 //   → decoder: 2× (transposed conv ×2, concat projected guidance, DoubleConv) → 3×3 head → (B, T, 4H, 4W)
 
 import * as F from "../torch/functional.js";
-import { loadCheckpoint } from "../torch/io/load.js";
+import { withCheckpoint } from "../torch/io/load.js";
 import * as nn from "../torch/nn/layers.js";
-import { Module, ModuleList } from "../torch/nn/module.js";
-import { cat, dispose, einsum, full, type Tensor, tidy, zeros } from "../torch/tensor.js";
+import { buildAndLoad, Module, ModuleList } from "../torch/nn/module.js";
+import { cat, einsum, full, type Tensor, tidy, zeros } from "../torch/tensor.js";
 import {
   AGGREGATOR_CONSTANTS,
   type AggregatorAttentionType,
@@ -546,22 +546,16 @@ export class Aggregator extends Module {
 
   /** A model built from `config` with the Aggregator weights of a checkpoint file (strict). */
   static fromCheckpoint(file: string, config: AggregatorConfig, o: { prefix?: string } = {}): Aggregator {
-    const ckpt = loadCheckpoint(file);
-    try {
-      const model = new Aggregator(config);
-      try {
-        loadAggregatorWeights(model, ckpt.tensors, {
-          prefix: o.prefix ?? CATSEG_AGGREGATOR_PREFIX,
-          source: file,
-        });
-      } catch (e) {
-        model.dispose();
-        throw e;
-      }
-      return model.eval();
-    } finally {
-      dispose([...ckpt.tensors.values()]);
-    }
+    return withCheckpoint(file, (ckpt) =>
+      buildAndLoad(
+        () => new Aggregator(config),
+        (m) =>
+          loadAggregatorWeights(m, ckpt.tensors, {
+            prefix: o.prefix ?? CATSEG_AGGREGATOR_PREFIX,
+            source: file,
+          }),
+      ),
+    );
   }
 }
 

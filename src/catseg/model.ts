@@ -28,9 +28,9 @@ import { type ClassEmbeddingOptions, embedClassNames, type PromptTokenizer } fro
 import type { ClipInitOptions } from "../clip/text.js";
 import { ClipTokenizer } from "../clip/tokenizer.js";
 import { prepareClipInput } from "../clip/vision.js";
-import { loadCheckpoint } from "../torch/io/load.js";
+import { withCheckpoint } from "../torch/io/load.js";
 import * as nn from "../torch/nn/layers.js";
-import { Module } from "../torch/nn/module.js";
+import { buildAndLoad, Module } from "../torch/nn/module.js";
 import { dispose, type Tensor, tidy } from "../torch/tensor.js";
 import { Aggregator, CATSEG_AGGREGATOR_PREFIX } from "./aggregator.js";
 import {
@@ -327,19 +327,12 @@ export class CatSegModel extends Module {
 
   /** Builds the model and strictly loads a CAT-Seg checkpoint (detectron2 `.pth`, or safetensors). */
   static fromCheckpoint(file: string, o: CatSegCheckpointOptions = {}): CatSegModel {
-    const ckpt = loadCheckpoint(file);
-    try {
-      const model = new CatSegModel(o.config ?? catSegPreset("vitb_384"), { init: "empty" });
-      try {
-        model.loadCatSegWeights(ckpt.tensors, file);
-      } catch (e) {
-        model.dispose();
-        throw e;
-      }
-      return model.eval();
-    } finally {
-      dispose([...ckpt.tensors.values()]);
-    }
+    return withCheckpoint(file, (ckpt) =>
+      buildAndLoad(
+        () => new CatSegModel(o.config ?? catSegPreset("vitb_384"), { init: "empty" }),
+        (m) => m.loadCatSegWeights(ckpt.tensors, file),
+      ),
+    );
   }
 }
 

@@ -6,8 +6,8 @@
 // therefore a ClipTextEncoder with the image tower and the logit scale added, so its state dict is
 // OpenAI's key for key and a strict load of an OpenAI checkpoint needs no renaming.
 
-import { loadCheckpoint } from "../torch/io/load.js";
-import type { Module } from "../torch/nn/module.js";
+import { withCheckpoint } from "../torch/io/load.js";
+import { buildAndLoad, type Module } from "../torch/nn/module.js";
 import { cat, dispose, full, type Tensor, tidy } from "../torch/tensor.js";
 import { type ClipConfig, inferClipConfig } from "./config.js";
 import { type ClipInitOptions, ClipTextEncoder } from "./text.js";
@@ -43,8 +43,7 @@ export class ClipModel extends ClipTextEncoder {
    * config inferred from the shapes unless given, then a strict `loadClipWeights`.
    */
   static fromCheckpoint(file: string, o: ClipCheckpointOptions = {}): ClipModel {
-    const ckpt = loadCheckpoint(file);
-    try {
+    return withCheckpoint(file, (ckpt) => {
       const prefix = o.prefix ?? detectClipPrefix(ckpt.tensors.keys(), file);
       let config = o.config;
       if (!config) {
@@ -56,17 +55,12 @@ export class ClipModel extends ClipTextEncoder {
         }
         config = { vision: inferred.vision, text: inferred.text };
       }
-      const model = new ClipModel(config, { init: "empty" });
-      try {
-        loadClipWeights(model, ckpt.tensors, { prefix, source: file });
-      } catch (e) {
-        model.dispose();
-        throw e;
-      }
-      return model.eval();
-    } finally {
-      dispose([...ckpt.tensors.values()]);
-    }
+      const cfg = config;
+      return buildAndLoad(
+        () => new ClipModel(cfg, { init: "empty" }),
+        (m) => loadClipWeights(m, ckpt.tensors, { prefix, source: file }),
+      );
+    });
   }
 }
 

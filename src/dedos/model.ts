@@ -20,9 +20,9 @@ import { type CatSegFeatures, CatSegModel, type CatSegTextOptions } from "../cat
 import { detectClipPrefix, loadClipWeights } from "../clip/model.js";
 import { prepareClipInput } from "../clip/vision.js";
 import { type DiffusionBranch, type DiffusionStep, disposeSteps } from "../diffusion/pipeline.js";
-import { loadCheckpoint, saveSafetensors } from "../torch/io/load.js";
+import { saveSafetensors, withCheckpoint } from "../torch/io/load.js";
 import type { InitOptions } from "../torch/nn/layers.js";
-import { Module } from "../torch/nn/module.js";
+import { buildAndLoad, Module } from "../torch/nn/module.js";
 import { dispose, type Generator, noGrad, type Tensor, tidy } from "../torch/tensor.js";
 import { cloneDedosConfig, type DedosConfig, proxyShape, validateDedosConfig } from "./config.js";
 import { TextureSeparationLoss } from "./consistency.js";
@@ -364,8 +364,7 @@ export class DedosModel extends Module {
    * and shape is checked strictly.
    */
   static fromFile(file: string, o: { config?: DedosConfig } = {}): DedosModel {
-    const ckpt = loadCheckpoint(file);
-    try {
+    return withCheckpoint(file, (ckpt) => {
       const meta = ckpt.extra as Record<string, unknown>;
       let config = o.config;
       if (!config) {
@@ -380,17 +379,12 @@ export class DedosModel extends Module {
         }
         config = JSON.parse(meta.config) as DedosConfig;
       }
-      const model = new DedosModel(config, { init: "empty" });
-      try {
-        model.loadStateDict(ckpt.tensors, { strict: true, source: file });
-      } catch (e) {
-        model.dispose();
-        throw e;
-      }
-      return model.eval();
-    } finally {
-      dispose([...ckpt.tensors.values()]);
-    }
+      const cfg = config;
+      return buildAndLoad(
+        () => new DedosModel(cfg, { init: "empty" }),
+        (m) => m.loadStateDict(ckpt.tensors, { strict: true, source: file }),
+      );
+    });
   }
 
   /**
@@ -399,30 +393,22 @@ export class DedosModel extends Module {
    * from CAT-Seg, and (with the cost-aggregation head) exactly CAT-Seg's predictions until trained.
    */
   static fromCatSeg(file: string, config: DedosConfig, o: InitOptions = {}): DedosModel {
-    const model = new DedosModel(config, o);
-    const ckpt = loadCheckpoint(file);
-    try {
-      model.catseg.loadCatSegWeights(ckpt.tensors, file);
-    } catch (e) {
-      model.dispose();
-      throw e;
-    } finally {
-      dispose([...ckpt.tensors.values()]);
-    }
-    return model;
+    return withCheckpoint(file, (ckpt) =>
+      buildAndLoad(
+        () => new DedosModel(config, o),
+        (m) => m.catseg.loadCatSegWeights(ckpt.tensors, file),
+      ).train(),
+    );
   }
 
   /** Loads OpenAI CLIP weights (`ViT-B-16.pt`, any layout loadClipWeights reads) into the model's CLIP. */
   loadClip(file: string): this {
-    const ckpt = loadCheckpoint(file);
-    try {
+    withCheckpoint(file, (ckpt) =>
       loadClipWeights(this.catseg.clip, ckpt.tensors, {
         prefix: detectClipPrefix(ckpt.tensors.keys(), file),
         source: file,
-      });
-    } finally {
-      dispose([...ckpt.tensors.values()]);
-    }
+      }),
+    );
     return this;
   }
 

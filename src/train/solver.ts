@@ -3,9 +3,10 @@
 // attention fine-tuning on packed in_proj weights.
 
 import type { DedosModel } from "../dedos/model.js";
+import * as dist from "../torch/distributed.js";
 import * as nn from "../torch/nn/layers.js";
 import type { Module } from "../torch/nn/module.js";
-import type { AdamWGroup } from "../torch/optim.js";
+import { type AdamW, type AdamWGroup, clipGradNorm } from "../torch/optim.js";
 import { noGrad, type Tensor, tidy } from "../torch/tensor.js";
 
 export interface SolverConfig {
@@ -188,4 +189,28 @@ export function restoreFrozenRows(rows: readonly FrozenRows[]): void {
       for (const r of rows) r.param.narrow(0, r.start, r.length).copy_(r.saved);
     }),
   );
+}
+
+/** The training objective: the sum of the named losses, in name order (a fixed order: reproducible sums). */
+export function totalLoss(losses: Record<string, Tensor>): Tensor {
+  const names = Object.keys(losses).sort();
+  if (names.length === 0) throw new Error("totalLoss: no losses");
+  return tidy(() => {
+    let total = losses[names[0]!]!;
+    for (const n of names.slice(1)) total = total.add(losses[n]!);
+    return total;
+  });
+}
+
+/**
+ * The update after `backward()`: gradients averaged over the process group (when one is initialised),
+ * CLIP's frozen k rows masked, full-model clipping, the AdamW step, the frozen rows restored.
+ */
+export function applyUpdate(setup: TrainableSetup, optimizer: AdamW, gradClip: number): void {
+  const params = setup.groups.flatMap((g) => g.params);
+  if (dist.isInitialized() && dist.getWorldSize() > 1) dist.allReduceGradients(params, { average: true });
+  maskFrozenGradients(setup.frozenRows);
+  if (gradClip > 0) clipGradNorm(params, gradClip);
+  optimizer.step();
+  restoreFrozenRows(setup.frozenRows);
 }

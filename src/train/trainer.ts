@@ -15,7 +15,7 @@ import { writeFileAtomicSync } from "../data/labels.js";
 import { DedosModel } from "../dedos/model.js";
 import { DiffusionBranch, type DiffusionComponents, loadDiffusersFolder } from "../diffusion/pipeline.js";
 import * as dist from "../torch/distributed.js";
-import { AdamW, clipGradNorm } from "../torch/optim.js";
+import { AdamW } from "../torch/optim.js";
 import {
   defaultGeneratorState,
   dispose,
@@ -37,7 +37,7 @@ import {
 import { type TrainConfig, validateTrainConfig } from "./config.js";
 import { SegmentationDataset } from "./dataset.js";
 import { DataLoader, type LoaderState } from "./loader.js";
-import { cosineLrFactor, maskFrozenGradients, restoreFrozenRows, setupTrainable } from "./solver.js";
+import { applyUpdate, cosineLrFactor, setupTrainable, totalLoss } from "./solver.js";
 
 export interface TrainOptions {
   config: TrainConfig;
@@ -119,7 +119,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   model.train();
   const setup = setupTrainable(model, c.solver);
-  const params = setup.groups.flatMap((g) => g.params);
   const optimizer = new AdamW(setup.groups);
   const generator = new Generator(c.train.seed + 7919 * rank);
 
@@ -228,8 +227,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           throw e;
         }
         const names = Object.keys(losses).sort();
-        let total = losses[names[0]!]!;
-        for (const n of names.slice(1)) total = total.add(losses[n]!);
+        const total = totalLoss(losses);
         // The batch's loss over all ranks: every term is normalised globally (mask counts, class-weight
         // sums, equal per-rank pixel counts), so the mean over ranks is the whole batch's value. All ranks
         // therefore see the same numbers and stop together on a NaN.
@@ -252,11 +250,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         return v;
       });
       dispose([batch.images, batch.labels]);
-      if (world > 1) dist.allReduceGradients(params, { average: true });
-      maskFrozenGradients(setup.frozenRows);
-      if (c.solver.gradClip > 0) clipGradNorm(params, c.solver.gradClip);
-      optimizer.step();
-      restoreFrozenRows(setup.frozenRows);
+      applyUpdate(setup, optimizer, c.solver.gradClip);
       iteration++;
 
       for (const [k, v] of Object.entries(values)) {

@@ -108,6 +108,16 @@ export function loadCheckpoint(file: string): LoadedCheckpoint {
   return { file, format, tensors, records, extra };
 }
 
+/** Runs `fn` on a checkpoint's tensors; they are freed afterwards, whether `fn` returns or throws. */
+export function withCheckpoint<T>(file: string, fn: (ckpt: LoadedCheckpoint) => T): T {
+  const ckpt = loadCheckpoint(file);
+  try {
+    return fn(ckpt);
+  } finally {
+    for (const t of ckpt.tensors.values()) t.dispose();
+  }
+}
+
 /**
  * Writes tensors to a safetensors file atomically (a temporary file, then rename), so a crash never leaves a
  * half-written file under the final name.

@@ -230,3 +230,18 @@ export class ModuleList<M extends Module = Module> extends Module {
     return this.items[Symbol.iterator]();
   }
 }
+
+/**
+ * Builds a module and loads it: `make()`, then `load(module)`; a failing load frees the half-built module
+ * before the error goes on. Returns the module in eval mode.
+ */
+export function buildAndLoad<M extends Module>(make: () => M, load: (m: M) => void): M {
+  const m = make();
+  try {
+    load(m);
+  } catch (e) {
+    m.dispose();
+    throw e;
+  }
+  return m.eval();
+}
