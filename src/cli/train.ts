@@ -27,6 +27,9 @@ const HELP = `dedos train --data DIR --out DIR [options] — train DEDOS on a pr
                        DEDOS_WORLD_SIZE, DEDOS_MASTER_ADDR and DEDOS_MASTER_PORT set.)
   --max-steps N        stop after N iterations of this run (the schedule still ends at solver.maxIter)
 
+Periodic evaluation: --set train.evalEvery=5000 --set train.evalDataset=ade150 [--set train.evalLimit=200]
+evaluates the prepared benchmark under --data during training (logged to the console and metrics.jsonl).
+
 The effective config is printed at start and saved with every checkpoint. Progress (it/s, ETA, losses) goes
 to the console and to metrics.jsonl. A NaN loss stops the run with the newest checkpoint intact.
 

@@ -10,10 +10,13 @@
 
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { Segmenter } from "../api/segmenter.js";
 import { getBenchmark, loadClassNames } from "../data/benchmarks.js";
 import { writeFileAtomicSync } from "../data/labels.js";
 import { DedosModel } from "../dedos/model.js";
 import { DiffusionBranch, type DiffusionComponents, loadDiffusersFolder } from "../diffusion/pipeline.js";
+import { evaluateShard } from "../eval/evaluate.js";
+import { computeMetrics } from "../eval/semseg-metrics.js";
 import * as dist from "../torch/distributed.js";
 import { AdamW } from "../torch/optim.js";
 import {
@@ -46,6 +49,8 @@ export interface TrainOptions {
   /** Datasets root holding the prepared training set (ignored when `dataset` is given). */
   dataRoot?: string;
   dataset?: SegmentationDataset;
+  /** Datasets root of the periodic evaluation's benchmark (default `dataRoot`). */
+  evalRoot?: string;
   /** Training class names (default: the benchmark's class list). */
   classNames?: string[];
   /** Continue from the newest checkpoint in `<out>/checkpoints` (an error if there is none). */
@@ -202,6 +207,41 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     if (world > 1) dist.barrier();
   };
 
+  // Periodic evaluation on a prepared benchmark (rank 0; the others wait), logged with the iteration.
+  const evaluateNow = async () => {
+    if (rank === 0) {
+      model.eval();
+      const seg = Segmenter.fromModel(model);
+      try {
+        const t = performance.now();
+        const limit = c.train.evalLimit > 0 ? c.train.evalLimit : undefined;
+        const shard = await evaluateShard(seg, c.train.evalDataset, o.evalRoot ?? o.dataRoot ?? ".", {
+          limit,
+        });
+        const m = computeMetrics(shard.conf);
+        appendMetrics(metricsFile, {
+          iteration,
+          eval: {
+            dataset: c.train.evalDataset,
+            images: shard.images,
+            mIoU: m.mIoU,
+            fwIoU: m.fwIoU,
+            mACC: m.mACC,
+            pACC: m.pACC,
+            seconds: (performance.now() - t) / 1000,
+          },
+        });
+        log(
+          `eval ${c.train.evalDataset} at iteration ${iteration}: ${shard.images} image(s), mIoU ${m.mIoU.toFixed(2)}, ` +
+            `pACC ${m.pACC.toFixed(2)}${shard.failed.length ? `, ${shard.failed.length} failed` : ""}`,
+        );
+      } finally {
+        model.train();
+      }
+    }
+    if (world > 1) dist.barrier();
+  };
+
   try {
     while (iteration < stopAt) {
       const factor = cosineLrFactor(iteration, c.solver);
@@ -285,6 +325,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         }
       }
       if (iteration % c.train.checkpointEvery === 0 || iteration === max) saveNow();
+      if (c.train.evalEvery > 0 && iteration % c.train.evalEvery === 0) await evaluateNow();
     }
     if (iteration === stopAt && iteration !== max && iteration % c.train.checkpointEvery !== 0) saveNow();
     if (iteration === max && rank === 0) {

@@ -115,6 +115,47 @@ describe("training loop", () => {
     assert.ok(totals[5]! < 0.8 * totals[0]!, `loss ${totals[0]} → ${totals[5]}`);
   });
 
+  test("periodic evaluation on a prepared benchmark is logged with the iteration", async () => {
+    const root = join(tmp, "with-val");
+    await writeScenes(root, 0, 8);
+    await writeScenes(root, 100, 2, "val");
+    const c = tinyTrainConfig((c) => {
+      c.model.proxy.conditioning = "static"; // inference without SD: the sliding window sees 384² views
+      c.solver.maxIter = 4;
+      c.train.evalEvery = 2;
+      c.train.evalDataset = "cocostuff171";
+      c.train.evalLimit = 1;
+      c.train.logEvery = 2;
+    });
+    const out = join(tmp, "eval");
+    const lines: string[] = [];
+    await train({
+      config: c,
+      out,
+      dataRoot: root,
+      classNames: SCENE_CLASSES,
+      diffusion: sd,
+      log: (l) => lines.push(l),
+    });
+    const evals = readFileSync(join(out, "metrics.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { iteration: number; eval?: { images: number; mIoU: number } })
+      .filter((r) => r.eval);
+    assert.deepEqual(
+      evals.map((r) => r.iteration),
+      [2, 4],
+    );
+    for (const r of evals) {
+      assert.equal(r.eval!.images, 1);
+      assert.ok(r.eval!.mIoU >= 0 && r.eval!.mIoU <= 100);
+    }
+    assert.ok(
+      lines.some((l) => /^eval cocostuff171 at iteration 2: 1 image\(s\), mIoU [\d.]+/.test(l)),
+      lines.join("\n"),
+    );
+  });
+
   test("a NaN loss stops the run with a clear error and the last good checkpoint intact", async () => {
     const c = tinyTrainConfig((c) => {
       c.solver.lr = 1e30;
