@@ -1,5 +1,6 @@
 // Autograd (requires_grad, backward, grads, grad mode), optimizers (libtorch's AdamW and SGD) and
 // gradient-norm clipping.
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
@@ -79,6 +80,39 @@ void InitAutograd(Napi::Env env, Napi::Object exports) {
     return Napi::Boolean::New(env, prev);
   });
   DEDOS_OP("isGradEnabled", { return Napi::Boolean::New(env, at::GradMode::is_enabled()); });
+  // Automatic mixed precision (torch.autocast): (device "cpu" | "cuda", enabled, dtype, entering) → the
+  // previous [enabled, dtype code]. Entering a region counts one nesting level; leaving the outermost one
+  // clears the cast-weight cache, as torch.autocast.__exit__ does.
+  DEDOS_OP("setAutocast", {
+    const std::string device = dedos::ArgString(info, 0);
+    const bool on = dedos::ArgBool(info, 1);
+    const at::ScalarType dtype = dedos::ArgDType(info, 2);
+    const bool entering = dedos::ArgBool(info, 3);
+    bool prev;
+    at::ScalarType prevDtype;
+    if (device == "cpu") {
+      prev = at::autocast::is_cpu_enabled();
+      prevDtype = at::autocast::get_autocast_cpu_dtype();
+      at::autocast::set_autocast_cpu_dtype(dtype);
+      at::autocast::set_cpu_enabled(on);
+    } else if (device == "cuda") {
+      prev = at::autocast::is_enabled();
+      prevDtype = at::autocast::get_autocast_gpu_dtype();
+      at::autocast::set_autocast_gpu_dtype(dtype);
+      at::autocast::set_enabled(on);
+    } else {
+      throw std::invalid_argument("autocast device must be cpu or cuda, got " + device);
+    }
+    if (entering) {
+      at::autocast::increment_nesting();
+    } else if (at::autocast::decrement_nesting() == 0) {
+      at::autocast::clear_cache();
+    }
+    Napi::Array r = Napi::Array::New(env, 2);
+    r.Set(0u, Napi::Boolean::New(env, prev));
+    r.Set(1u, Napi::Number::New(env, static_cast<double>(prevDtype)));
+    return r;
+  });
 
   DEDOS_OP("clipGradNorm", {
     // clipGradNorm(params[], maxNorm, normType) → total norm before clipping, as torch.nn.utils.clip_grad_norm_:

@@ -26,6 +26,8 @@ const HELP = `dedos train --data DIR --out DIR [options] — train DEDOS on a pr
                        is the rendezvous. (Or start one process per device yourself with DEDOS_RANK,
                        DEDOS_WORLD_SIZE, DEDOS_MASTER_ADDR and DEDOS_MASTER_PORT set.)
   --max-steps N        stop after N iterations of this run (the schedule still ends at solver.maxIter)
+  --device cpu|cuda[:N]  where to train (default cpu); mixed precision: --set solver.amp=bf16 (CPU or CUDA)
+                       or --set solver.amp=fp16 (CUDA, with dynamic loss scaling)
 
 Periodic evaluation: --set train.evalEvery=5000 --set train.evalDataset=ade150 [--set train.evalLimit=200]
 evaluates the prepared benchmark under --data during training (logged to the console and metrics.jsonl).
@@ -58,6 +60,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
       "master-addr": { type: "string" },
       "master-port": { type: "string" },
       "max-steps": { type: "string" },
+      device: { type: "string" },
     },
   });
   if (values.help) {
@@ -107,6 +110,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
       weights: { dedos: values.weights, catseg: values.catseg, clip: values.clip },
       diffusion: values.sd,
       stopAfter: maxSteps,
+      device: values.device,
     });
     if (!isWorker || dist.getRank() === 0)
       console.log(

@@ -866,6 +866,19 @@ export function setGradEnabled(on: boolean): boolean {
   return N.setGradEnabled(on);
 }
 
+/**
+ * Runs `fn` under automatic mixed precision (torch.autocast): matmuls, convolutions and linears run in
+ * `dtype` on `device`, precision-sensitive ops stay in float32. Regions nest.
+ */
+export function autocast<T>(device: "cpu" | "cuda", dtype: "bfloat16" | "float16", fn: () => T): T {
+  const [prev, prevDtype] = N.setAutocast(device, true, dtypeCode(dtype), true) as [boolean, number];
+  try {
+    return fn();
+  } finally {
+    N.setAutocast(device, prev, prevDtype, false);
+  }
+}
+
 /** Gradients of `outputs` with respect to `inputs` (torch.autograd.grad). */
 export function autogradGrad(
   outputs: Tensor[],

@@ -29,6 +29,11 @@ export interface SolverConfig {
   warmupFactor: number;
   /** CLIP_GRADIENTS full_model, CLIP_VALUE (0.01); 0 disables clipping. */
   gradClip: number;
+  /**
+   * Mixed precision: "off" (float32), "bf16" (autocast to bfloat16; CPU and CUDA) or "fp16" (autocast to
+   * float16 with dynamic loss scaling; CUDA only).
+   */
+  amp: "off" | "bf16" | "fp16";
 }
 
 export const DEFAULT_SOLVER: Readonly<SolverConfig> = Object.freeze({
@@ -43,6 +48,7 @@ export const DEFAULT_SOLVER: Readonly<SolverConfig> = Object.freeze({
   warmupIters: 0,
   warmupFactor: 0.001,
   gradClip: 0.01,
+  amp: "off",
 });
 
 /** detectron2 WarmupCosineLR: factor of the base lr at iteration `it` (0-based, before the step). */
@@ -203,14 +209,68 @@ export function totalLoss(losses: Record<string, Tensor>): Tensor {
 }
 
 /**
- * The update after `backward()`: gradients averaged over the process group (when one is initialised),
- * CLIP's frozen k rows masked, full-model clipping, the AdamW step, the frozen rows restored.
+ * Dynamic loss scaling for float16 training (torch.cuda.amp.GradScaler's rule): the loss is multiplied by
+ * `scale` before backward; gradients are divided by it before clipping; a step whose gradients are not
+ * finite is skipped and halves the scale; `growthInterval` finite steps in a row double it.
  */
-export function applyUpdate(setup: TrainableSetup, optimizer: AdamW, gradClip: number): void {
+export class LossScaler {
+  constructor(
+    public scale = 65536,
+    public goodSteps = 0,
+    readonly growthInterval = 2000,
+  ) {}
+
+  /** Divides the gradients by the scale; false when any is NaN / ±Inf (then the step must be skipped). */
+  unscale(params: readonly Tensor[]): boolean {
+    return noGrad(() =>
+      tidy(() => {
+        let finite = true;
+        for (const p of params) {
+          const g = p.grad;
+          if (!g) continue;
+          g.mul_(1 / this.scale);
+          if (finite && !g.isfinite().all().item()) finite = false;
+        }
+        return finite;
+      }),
+    );
+  }
+
+  update(finite: boolean): void {
+    if (!finite) {
+      this.scale /= 2;
+      this.goodSteps = 0;
+    } else if (++this.goodSteps >= this.growthInterval) {
+      this.scale *= 2;
+      this.goodSteps = 0;
+    }
+  }
+}
+
+/**
+ * The update after `backward()`: gradients averaged over the process group (when one is initialised),
+ * unscaled (float16 loss scaling; a non-finite step is skipped, returning false), CLIP's frozen k rows
+ * masked, full-model clipping, the AdamW step, the frozen rows restored.
+ */
+export function applyUpdate(
+  setup: TrainableSetup,
+  optimizer: AdamW,
+  gradClip: number,
+  scaler: LossScaler | null = null,
+): boolean {
   const params = setup.groups.flatMap((g) => g.params);
   if (dist.isInitialized() && dist.getWorldSize() > 1) dist.allReduceGradients(params, { average: true });
+  if (scaler) {
+    const finite = scaler.unscale(params);
+    scaler.update(finite);
+    if (!finite) {
+      optimizer.zeroGrad();
+      return false;
+    }
+  }
   maskFrozenGradients(setup.frozenRows);
   if (gradClip > 0) clipGradNorm(params, gradClip);
   optimizer.step();
   restoreFrozenRows(setup.frozenRows);
+  return true;
 }

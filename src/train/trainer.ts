@@ -18,8 +18,10 @@ import { DiffusionBranch, type DiffusionComponents, loadDiffusersFolder } from "
 import { evaluateShard } from "../eval/evaluate.js";
 import { computeMetrics } from "../eval/semseg-metrics.js";
 import * as dist from "../torch/distributed.js";
+import type { Device } from "../torch/dtype.js";
 import { AdamW } from "../torch/optim.js";
 import {
+  autocast,
   defaultGeneratorState,
   dispose,
   Generator,
@@ -40,7 +42,7 @@ import {
 import { type TrainConfig, validateTrainConfig } from "./config.js";
 import { SegmentationDataset } from "./dataset.js";
 import { DataLoader, type LoaderState } from "./loader.js";
-import { applyUpdate, cosineLrFactor, setupTrainable, totalLoss } from "./solver.js";
+import { applyUpdate, cosineLrFactor, LossScaler, setupTrainable, totalLoss } from "./solver.js";
 
 export interface TrainOptions {
   config: TrainConfig;
@@ -61,6 +63,8 @@ export interface TrainOptions {
   diffusion?: string | DiffusionComponents;
   /** Seed of freshly initialised weights (default config.train.seed). */
   initSeed?: number;
+  /** "cpu" (default) or "cuda[:N]"; the data is moved there batch by batch. */
+  device?: string;
   /** Stop after this many iterations of this run (tests; an interrupted run). */
   stopAfter?: number;
   /** Console lines (default: stderr on rank 0). */
@@ -114,7 +118,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       throw new Error(
         "training needs Stable Diffusion (proxy.conditioning = diffusion or consistency.enabled): pass --sd <diffusers folder>",
       );
-    diffusion = typeof o.diffusion === "string" ? loadDiffusersFolder(o.diffusion) : o.diffusion;
+    diffusion =
+      typeof o.diffusion === "string"
+        ? loadDiffusersFolder(o.diffusion, { device: (o.device ?? "cpu") as Device })
+        : o.diffusion;
     model.attachDiffusion(
       new DiffusionBranch(diffusion, {
         timesteps: c.model.diffusion.timesteps,
@@ -122,6 +129,15 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       }),
     );
   }
+  const device = o.device ?? "cpu";
+  const deviceKind = device.startsWith("cuda") ? "cuda" : "cpu";
+  const amp = c.solver.amp;
+  if (amp === "fp16" && deviceKind !== "cuda")
+    throw new Error(
+      "solver.amp=fp16 needs a CUDA device (float16 matmuls on CPU are slow and unscaled); use bf16",
+    );
+  const scaler = amp === "fp16" ? new LossScaler() : null;
+  if (device !== "cpu") model.to(device);
   model.train();
   const setup = setupTrainable(model, c.solver);
   const optimizer = new AdamW(setup.groups);
@@ -135,8 +151,17 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     if (!folder) throw new Error(`--resume: no checkpoint in ${ckptDir}`);
     const st = loadCheckpointInto(folder, model, optimizer, setup.names);
     iteration = st.iteration;
-    const extra = st.extra as { loader: LoaderState; generators: string[]; torch: string[] };
+    const extra = st.extra as {
+      loader: LoaderState;
+      generators: string[];
+      torch: string[];
+      lossScale?: { scale: number; goodSteps: number } | null;
+    };
     loaderStart = extra.loader;
+    if (scaler && extra.lossScale) {
+      scaler.scale = extra.lossScale.scale;
+      scaler.goodSteps = extra.lossScale.goodSteps;
+    }
     restoreRng(generator, extra.generators[rank], extra.torch[rank], folder, rank);
     checkpoint = folder;
     log(`resumed from ${folder} at iteration ${iteration}`);
@@ -193,6 +218,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       loader: loader.state(),
       generators: gatherStrings(tensorState(generator.getState())),
       torch: gatherStrings(tensorState(defaultGeneratorState())),
+      lossScale: scaler ? { scale: scaler.scale, goodSteps: scaler.goodSteps } : null,
     };
     if (rank === 0)
       checkpoint = saveCheckpoint({
@@ -259,7 +285,13 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         const text = fixedText ?? model.textEmbeddings(classNames, { cache: false });
         let losses: Record<string, Tensor>;
         try {
-          losses = model.trainingLosses(batch.images, batch.labels, text, { generator });
+          const images = batch.images.to(device);
+          const labels = batch.labels.to(device);
+          const forward = () => model.trainingLosses(images, labels, text, { generator });
+          losses =
+            amp === "off"
+              ? forward()
+              : autocast(deviceKind, amp === "bf16" ? "bfloat16" : "float16", forward);
         } catch (e) {
           // Diverged weights surface inside the forward first (e.g. the matcher refuses NaN costs).
           const msg = (e as Error).message;
@@ -286,11 +318,14 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           throw stopped(`loss is ${v.total} (${bad.join(", ")})`);
         }
         optimizer.zeroGrad();
-        total.backward();
+        (scaler ? total.mul(scaler.scale) : total).backward();
         return v;
       });
       dispose([batch.images, batch.labels]);
-      applyUpdate(setup, optimizer, c.solver.gradClip);
+      if (!applyUpdate(setup, optimizer, c.solver.gradClip, scaler))
+        log(
+          `iteration ${iteration + 1}: float16 gradients overflowed; step skipped, loss scale now ${scaler!.scale}`,
+        );
       iteration++;
 
       for (const [k, v] of Object.entries(values)) {

@@ -156,6 +156,43 @@ describe("training loop", () => {
     );
   });
 
+  test("bf16 autocast (CPU) trains close to float32 but not identically", async () => {
+    const run = async (amp: "off" | "bf16") => {
+      const c = tinyTrainConfig((c) => {
+        c.solver.maxIter = 4;
+        c.solver.amp = amp;
+        c.train.logEvery = 1;
+        c.train.checkpointEvery = 100;
+      });
+      const out = join(tmp, `amp-${amp}`);
+      await train({ config: c, out, dataRoot: data, classNames: SCENE_CLASSES, diffusion: sd, log: quiet });
+      return readFileSync(join(out, "metrics.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => (JSON.parse(l) as { total: number }).total);
+    };
+    const fp32 = await run("off");
+    const bf16 = await run("bf16");
+    assert.equal(bf16.length, 4);
+    assert.notDeepEqual(bf16, fp32, "autocast changed the arithmetic");
+    for (let i = 0; i < 4; i++)
+      assert.ok(Math.abs(bf16[i]! - fp32[i]!) < 0.05 * fp32[i]!, `step ${i + 1}: ${bf16[i]} vs ${fp32[i]}`);
+    const c = tinyTrainConfig((c) => {
+      c.solver.amp = "fp16";
+    });
+    await assert.rejects(
+      train({
+        config: c,
+        out: join(tmp, "amp-fp16"),
+        dataRoot: data,
+        classNames: SCENE_CLASSES,
+        diffusion: sd,
+        log: quiet,
+      }),
+      /fp16 needs a CUDA device/,
+    );
+  });
+
   test("a NaN loss stops the run with a clear error and the last good checkpoint intact", async () => {
     const c = tinyTrainConfig((c) => {
       c.solver.lr = 1e30;

@@ -113,6 +113,7 @@ export class LayerNorm extends Module {
   forward(x: Tensor): Tensor {
     const w = this.has("weight") ? this.get("weight") : null;
     const b = this.has("bias") ? this.get("bias") : null;
+    if (w && x.dtype !== w.dtype) return tidy(() => this.forward(x.to(w.dtype))); // autocast: see GroupNorm
     return F.layerNorm(x, this.shape, w, b, this.eps);
   }
 }
@@ -129,13 +130,11 @@ export class GroupNorm extends Module {
     this.param("bias", affine ? zeros([channels]) : null);
   }
   forward(x: Tensor): Tensor {
-    return F.groupNorm(
-      x,
-      this.groups,
-      this.has("weight") ? this.get("weight") : null,
-      this.has("bias") ? this.get("bias") : null,
-      this.eps,
-    );
+    const w = this.has("weight") ? this.get("weight") : null;
+    // Under autocast a lower-precision input meets float32 weights; libtorch 1.13's CPU kernel needs one
+    // dtype, and normalisation belongs in float32 anyway (autocast's fp32 policy for norms).
+    if (w && x.dtype !== w.dtype) return tidy(() => this.forward(x.to(w.dtype)));
+    return F.groupNorm(x, this.groups, w, this.has("bias") ? this.get("bias") : null, this.eps);
   }
 }
 
