@@ -275,8 +275,9 @@ export class DedosModel extends Module {
         `DedosModel: labels must be (B, H, W) for ${images.size(0)} images, got [${labels.shape.join(", ")}]`,
       );
     const c = this.config;
-    const losses: Record<string, Tensor> = {};
-    tidy(() => {
+    // Returned through tidy, so the losses (and their graphs) belong to the caller's scope.
+    return tidy(() => {
+      const losses: Record<string, Tensor> = {};
       let steps: DiffusionStep[] | undefined;
       const needSd = c.enabled && (c.proxy.conditioning === "diffusion" || c.consistency.enabled);
       if (needSd) {
@@ -301,9 +302,8 @@ export class DedosModel extends Module {
         const step = steps.find((s) => s.t === c.consistency.timestep)!;
         losses.loss_consistency = this.consistencyLoss(images, step, features.queries!);
       }
-      for (const v of Object.values(losses)) v.keep();
+      return losses;
     });
-    return losses;
   }
 
   /** §4: frozen CLIP on the image and on the decoded x̂0, compared through 𝒫^C and 𝒫^L(Q). */
