@@ -12,6 +12,7 @@ import {
 } from "../../src/dedos/criterion.js";
 import { Generator, rand, type Tensor, tensor, tidy } from "../../src/torch/tensor.js";
 import { assertClose, pseudoRandom } from "../helpers.js";
+import { bilinearRef, upsample } from "./hand-reference.js";
 
 const IGNORE = 255;
 
@@ -56,26 +57,6 @@ const dice = (x: number[], t: number[]) => {
   return 1 - (2 * inter + 1) / (p.reduce((a, b) => a + b, 0) + t.reduce((a, b) => a + b, 0) + 1);
 };
 const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-/** PyTorch's bilinear resize (align_corners = False) of one h × w map to H × W. */
-function upsample(m: number[], h: number, w: number, H: number, W: number): number[] {
-  const src = (o: number, nIn: number, nOut: number) => {
-    const s = Math.max((o + 0.5) * (nIn / nOut) - 0.5, 0);
-    const i0 = Math.floor(s);
-    return [i0, Math.min(i0 + 1, nIn - 1), s - i0] as const;
-  };
-  const out: number[] = [];
-  for (let y = 0; y < H; y++) {
-    const [y0, y1, ly] = src(y, h, H);
-    for (let x = 0; x < W; x++) {
-      const [x0, x1, lx] = src(x, w, W);
-      out.push(
-        (1 - ly) * ((1 - lx) * m[y0 * w + x0]! + lx * m[y0 * w + x1]!) +
-          ly * ((1 - lx) * m[y1 * w + x0]! + lx * m[y1 * w + x1]!),
-      );
-    }
-  }
-  return out;
-}
 
 describe("semanticTargets", () => {
   test("classes present in increasing order, one mask each; ignored pixels 0 in every mask", () => {
@@ -319,23 +300,7 @@ describe("importance sampling (points > 0)", () => {
     const r = Math.floor(i / (hw * hw));
     return (r === 0 ? 1 : -1) * 3 * (x - 3.5) + 0.01 * ((i * 7) % 5);
   });
-  const bilinear = (m: number[], x: number, y: number) => {
-    const ix = x * hw - 0.5;
-    const iy = y * hw - 0.5;
-    const x0 = Math.floor(ix);
-    const y0 = Math.floor(iy);
-    let v = 0;
-    for (const [xx, wx] of [
-      [x0, 1 - (ix - x0)],
-      [x0 + 1, ix - x0],
-    ] as const)
-      for (const [yy, wy] of [
-        [y0, 1 - (iy - y0)],
-        [y0 + 1, iy - y0],
-      ] as const)
-        if (xx >= 0 && xx < hw && yy >= 0 && yy < hw) v += wx * wy * m[yy * hw + xx]!;
-    return v;
-  };
+  const bilinear = (m: number[], x: number, y: number) => bilinearRef(m, hw, hw, x, y);
 
   test("seeded; keeps the most uncertain of the oversampled points, then fresh uniform points", () => {
     const P = 10;

@@ -12,6 +12,7 @@ import {
 import * as F from "../../src/torch/functional.js";
 import { Generator, rand, type Tensor, tensor, tidy } from "../../src/torch/tensor.js";
 import { assertClose, gradcheck, pseudoRandom } from "../helpers.js";
+import { bilinearRef } from "./hand-reference.js";
 
 // ---- linear sum assignment ----
 
@@ -127,25 +128,6 @@ describe("linearSumAssignment", () => {
 });
 
 // ---- point sampling ----
-
-/** grid_sample(align_corners = False, zeros) of one (H, W) map at (x, y) ∈ [0, 1]², by hand. */
-function bilinearRef(map: number[], H: number, W: number, x: number, y: number): number {
-  const ix = x * W - 0.5;
-  const iy = y * H - 0.5;
-  const x0 = Math.floor(ix);
-  const y0 = Math.floor(iy);
-  let v = 0;
-  for (const [xx, wx] of [
-    [x0, 1 - (ix - x0)],
-    [x0 + 1, ix - x0],
-  ] as const)
-    for (const [yy, wy] of [
-      [y0, 1 - (iy - y0)],
-      [y0 + 1, iy - y0],
-    ] as const)
-      if (xx >= 0 && xx < W && yy >= 0 && yy < H) v += wx * wy * map[yy * W + xx]!;
-  return v;
-}
 
 describe("pointSample", () => {
   const H = 2;

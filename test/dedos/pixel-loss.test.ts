@@ -6,30 +6,10 @@ import { costAggregationLoss } from "../../src/dedos/pixel-loss.js";
 import * as F from "../../src/torch/functional.js";
 import { oneHot, type Tensor, tensor, tidy, where } from "../../src/torch/tensor.js";
 import { assertClose, gradcheck, pseudoRandom } from "../helpers.js";
+import { upsample } from "./hand-reference.js";
 
 const IGNORE = 255;
 const bce = (x: number, t: number) => Math.max(x, 0) - x * t + Math.log1p(Math.exp(-Math.abs(x)));
-
-/** PyTorch's bilinear resize (align_corners = False) of one h × w map to H × W. */
-function upsample(m: number[], h: number, w: number, H: number, W: number): number[] {
-  const src = (o: number, nIn: number, nOut: number) => {
-    const s = Math.max((o + 0.5) * (nIn / nOut) - 0.5, 0);
-    const i0 = Math.floor(s);
-    return [i0, Math.min(i0 + 1, nIn - 1), s - i0] as const;
-  };
-  const out: number[] = [];
-  for (let y = 0; y < H; y++) {
-    const [y0, y1, ly] = src(y, h, H);
-    for (let x = 0; x < W; x++) {
-      const [x0, x1, lx] = src(x, w, W);
-      out.push(
-        (1 - ly) * ((1 - lx) * m[y0 * w + x0]! + lx * m[y0 * w + x1]!) +
-          ly * ((1 - lx) * m[y1 * w + x0]! + lx * m[y1 * w + x1]!),
-      );
-    }
-  }
-  return out;
-}
 
 /** The loss by hand: `negative` averages over every pixel × class, `exclude` over the labelled ones. */
 function hand(
