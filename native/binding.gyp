@@ -10,7 +10,8 @@
         "src/autograd.cpp",
         "src/io.cpp",
         "src/allocator.cpp",
-        "src/dist.cpp"
+        "src/dist.cpp",
+        "src/gemm.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -16,10 +16,21 @@ static void TuneMalloc() {
   mallopt(M_TOP_PAD, 64 * 1024 * 1024);
 }
 
+// An OpenBLAS entry point, or null. Node loads addons with RTLD_LOCAL, so libtorch's OpenBLAS is not in the
+// global scope that dlsym(RTLD_DEFAULT, …) searches: look in the loaded library itself first.
+static void* BlasSymbol(const char* name) {
+  for (const char* lib : {"libopenblas.so.0", "libblas.so.3"}) {
+    if (void* h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD)) {
+      if (void* f = dlsym(h, name)) return f;
+    }
+  }
+  return dlsym(RTLD_DEFAULT, name);
+}
+
 static void SetBlasThreads(int n) {
   // OpenBLAS keeps its own thread count and ignores at::set_num_threads; call it directly when present.
   using SetFn = void (*)(int);
-  if (auto f = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
+  if (auto f = reinterpret_cast<SetFn>(BlasSymbol("openblas_set_num_threads"))) f(n);
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -30,6 +41,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitAutograd(env, exports);
   InitIO(env, exports);
   InitDistributed(env, exports);
+  InitGemm(env, exports);
   DEDOS_OP("setNumThreads", {
     int n = static_cast<int>(dedos::ArgInt(info, 0));
     if (n < 1) throw std::invalid_argument("thread count must be ≥ 1");
@@ -41,6 +53,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   DEDOS_OP("hasCuda", { return Napi::Boolean::New(env, at::hasCUDA()); });
   DEDOS_OP("cudaDeviceCount", { return Napi::Number::New(env, at::hasCUDA() ? static_cast<double>(at::detail::getCUDAHooks().getNumGPUs()) : 0.0); });
   DEDOS_OP("config", { return Napi::String::New(env, at::show_config()); });
+  DEDOS_OP("blasInfo", {
+    // { core, threads } of the loaded OpenBLAS ({} for another BLAS).
+    Napi::Object o = Napi::Object::New(env);
+    using NameFn = char* (*)();
+    using ThreadsFn = int (*)();
+    if (auto f = reinterpret_cast<NameFn>(BlasSymbol("openblas_get_corename"))) o.Set("core", Napi::String::New(env, f()));
+    if (auto f = reinterpret_cast<ThreadsFn>(BlasSymbol("openblas_get_num_threads"))) o.Set("threads", Napi::Number::New(env, f()));
+    return o;
+  });
   return exports;
 }
 

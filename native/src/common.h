@@ -71,5 +71,6 @@ void InitAutograd(Napi::Env env, Napi::Object exports);
 void InitIO(Napi::Env env, Napi::Object exports);
 void InstallCpuAllocator(Napi::Env env, Napi::Object exports);
 void InitDistributed(Napi::Env env, Napi::Object exports);
+void InitGemm(Napi::Env env, Napi::Object exports);
 
 }  // namespace dedos

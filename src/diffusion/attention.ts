@@ -8,6 +8,7 @@ import * as F from "../torch/functional.js";
 import * as nn from "../torch/nn/layers.js";
 import { Module, ModuleList } from "../torch/nn/module.js";
 import { type Tensor, tidy } from "../torch/tensor.js";
+import { Conv2d, Linear } from "./layers.js";
 import { type ForwardContext, PathModule, scoped } from "./resnet.js";
 
 /** Default byte budget for one attention score matrix before the queries are processed in chunks. */
@@ -69,11 +70,11 @@ export class Attention extends PathModule {
     this.group_norm = c.groupNorm
       ? this.child("group_norm", new nn.GroupNorm(c.groupNorm.groups, c.queryDim, c.groupNorm.eps))
       : null;
-    this.to_q = this.child("to_q", new nn.Linear(c.queryDim, inner, c.bias, o));
-    this.to_k = this.child("to_k", new nn.Linear(kvDim, inner, c.bias, o));
-    this.to_v = this.child("to_v", new nn.Linear(kvDim, inner, c.bias, o));
+    this.to_q = this.child("to_q", new Linear(c.queryDim, inner, c.bias, o));
+    this.to_k = this.child("to_k", new Linear(kvDim, inner, c.bias, o));
+    this.to_v = this.child("to_v", new Linear(kvDim, inner, c.bias, o));
     // to_out = [Linear, Dropout]; the dropout has no parameters, so only `to_out.0.*` exists.
-    this.to_out = this.child("to_out", new ModuleList([new nn.Linear(inner, c.queryDim, true, o)]));
+    this.to_out = this.child("to_out", new ModuleList([new Linear(inner, c.queryDim, true, o)]));
   }
 
   /** x (B, L, C) or (B, C, H, W); context (B, S, crossAttentionDim) for cross-attention. Same shape out. */
@@ -101,7 +102,8 @@ export class Attention extends PathModule {
         BYTES[q.dtype] ?? 4,
         ctx.attentionBudgetBytes ?? DEFAULT_ATTENTION_BUDGET_BYTES,
       );
-      const o = F.attention(q, k, v, { scale: c.dimHead ** -0.5, queryChunk }); // (B, h, L, d)
+      // (B, h, L, d); fused (no score tensor) and already laid out as (B, L, h, d) when no gradient is needed.
+      const o = F.attentionInference(q, k, v, { scale: c.dimHead ** -0.5, queryChunk });
       let out = this.to_out.at(0).forward(o.transpose(1, 2).reshape(B, L, c.heads * c.dimHead)); // (B, L, C)
       if (spatial) out = out.transpose(1, 2).reshape(B, C, H, W);
       if (c.residualConnection) out = out.add(residual);
@@ -118,16 +120,18 @@ export class Attention extends PathModule {
 
 /** proj (dim → 2·inner), split into (hidden, gate), hidden · gelu(gate) (exact erf GELU). */
 export class GEGLU extends Module {
-  readonly proj: nn.Linear;
+  readonly proj: Linear;
   constructor(dimIn: number, dimOut: number, o: nn.InitOptions = {}) {
     super();
-    this.proj = this.child("proj", new nn.Linear(dimIn, dimOut * 2, true, o));
+    this.proj = this.child("proj", new Linear(dimIn, dimOut * 2, true, o));
   }
   /** (…, dimIn) → (…, dimOut) */
   forward(x: Tensor): Tensor {
     return tidy(() => {
-      const [h, gate] = this.proj.forward(x).chunk(2, -1) as [Tensor, Tensor];
-      return h.mul(F.gelu(gate));
+      // proj's two halves as two products: h and the gate come out contiguous (the same numbers as chunking
+      // one (…, 2·dimOut) output, whose strided halves make GELU and the product several times slower).
+      const n = this.proj.outFeatures / 2;
+      return this.proj.forwardRows(x, 0, n).mul(F.gelu(this.proj.forwardRows(x, n, n)));
     });
   }
 }
@@ -140,7 +144,7 @@ export class FeedForward extends Module {
     super();
     const inner = Math.floor(dim * mult);
     this.geglu = new GEGLU(dim, inner, o);
-    this.out = new nn.Linear(inner, dim, true, o);
+    this.out = new Linear(inner, dim, true, o);
     this.child("net", new FeedForwardNet(this.geglu, this.out));
   }
   forward(x: Tensor): Tensor {
@@ -248,8 +252,8 @@ export class Transformer2DModel extends PathModule {
     this.proj_in = this.child(
       "proj_in",
       c.useLinearProjection
-        ? new nn.Linear(c.inChannels, inner, true, o)
-        : new nn.Conv2d(c.inChannels, inner, 1, {}, o),
+        ? new Linear(c.inChannels, inner, true, o)
+        : new Conv2d(c.inChannels, inner, 1, {}, o),
     );
     const blocks: BasicTransformerBlock[] = [];
     for (let i = 0; i < c.layers; i++) blocks.push(new BasicTransformerBlock(inner, c, o));
@@ -257,8 +261,8 @@ export class Transformer2DModel extends PathModule {
     this.proj_out = this.child(
       "proj_out",
       c.useLinearProjection
-        ? new nn.Linear(inner, c.inChannels, true, o)
-        : new nn.Conv2d(inner, c.inChannels, 1, {}, o),
+        ? new Linear(inner, c.inChannels, true, o)
+        : new Conv2d(inner, c.inChannels, 1, {}, o),
     );
   }
 
@@ -279,7 +283,9 @@ export class Transformer2DModel extends PathModule {
       const projected = this.config.useLinearProjection
         ? toMap(this.proj_out.forward(h))
         : this.proj_out.forward(toMap(h).contiguous());
-      const out = projected.add(x); // (B, C, h, w)
+      // x first: the sum takes x's (contiguous NCHW) layout; projected + x would take the permuted view's
+      // channels-last strides and hand them to every op downstream.
+      const out = x.add(projected); // (B, C, h, w)
       if (out.size(1) !== C) throw new Error("Transformer2DModel: proj_out must return the input channels");
       ctx.rec?.record(this.path, out);
       return out;

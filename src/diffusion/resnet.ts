@@ -6,6 +6,7 @@ import * as F from "../torch/functional.js";
 import * as nn from "../torch/nn/layers.js";
 import { Module, ModuleList } from "../torch/nn/module.js";
 import { type Tensor, tidy } from "../torch/tensor.js";
+import { Conv2d, Linear } from "./layers.js";
 
 // ---------------------------------------------------------------------------------------------------------
 // Recording module outputs ("forward hooks")
@@ -91,7 +92,7 @@ export interface ResnetBlock2DConfig {
  */
 export class ResnetBlock2D extends PathModule {
   readonly norm1: nn.GroupNorm;
-  readonly conv1: nn.Conv2d;
+  readonly conv1: Conv2d;
   readonly time_emb_proj: nn.Linear | null;
   readonly norm2: nn.GroupNorm;
   readonly conv2: nn.Conv2d;
@@ -105,28 +106,34 @@ export class ResnetBlock2D extends PathModule {
     super();
     const c = config;
     this.norm1 = this.child("norm1", new nn.GroupNorm(c.groups, c.inChannels, c.eps));
-    this.conv1 = this.child("conv1", new nn.Conv2d(c.inChannels, c.outChannels, 3, { padding: 1 }, o));
+    this.conv1 = this.child("conv1", new Conv2d(c.inChannels, c.outChannels, 3, { padding: 1 }, o));
     this.time_emb_proj =
       c.tembChannels === null
         ? null
-        : this.child("time_emb_proj", new nn.Linear(c.tembChannels, c.outChannels, true, o));
+        : this.child("time_emb_proj", new Linear(c.tembChannels, c.outChannels, true, o));
     this.norm2 = this.child("norm2", new nn.GroupNorm(c.groups, c.outChannels, c.eps));
-    this.conv2 = this.child("conv2", new nn.Conv2d(c.outChannels, c.outChannels, 3, { padding: 1 }, o));
+    this.conv2 = this.child("conv2", new Conv2d(c.outChannels, c.outChannels, 3, { padding: 1 }, o));
     this.conv_shortcut =
       c.inChannels === c.outChannels
         ? null
-        : this.child("conv_shortcut", new nn.Conv2d(c.inChannels, c.outChannels, 1, {}, o));
+        : this.child("conv_shortcut", new Conv2d(c.inChannels, c.outChannels, 1, {}, o));
     this.act = activation(c.act);
   }
 
   /** (B, Cin, H, W), temb (B, T) or null → (B, Cout, H, W) */
   forward(x: Tensor, temb: Tensor | null, ctx: ForwardContext = {}): Tensor {
     return scoped(ctx.rec, () => {
-      let h = this.conv1.forward(this.act(this.norm1.forward(x)));
+      const xa = this.act(this.norm1.forward(x));
+      let h: Tensor;
       if (this.time_emb_proj && temb) {
         const t = this.time_emb_proj.forward(this.act(temb)); // (B, Cout)
-        h = h.add(t.view(t.size(0), t.size(1), 1, 1));
-      }
+        const b = this.conv1.bias;
+        // One sample: the time embedding joins conv1's bias (one pass less over the map).
+        h =
+          t.size(0) === 1
+            ? this.conv1.forwardWithBias(xa, b ? b.add(t.view(-1)) : t.view(-1))
+            : this.conv1.forward(xa).add(t.view(t.size(0), t.size(1), 1, 1));
+      } else h = this.conv1.forward(xa);
       h = this.conv2.forward(this.act(this.norm2.forward(h)));
       const skip = this.conv_shortcut ? this.conv_shortcut.forward(x) : x;
       let out = skip.add(h);
@@ -157,7 +164,7 @@ export class Downsample2D extends Module {
     o: nn.InitOptions = {},
   ) {
     super();
-    this.conv = this.child("conv", new nn.Conv2d(channels, channels, 3, { stride: 2, padding }, o));
+    this.conv = this.child("conv", new Conv2d(channels, channels, 3, { stride: 2, padding }, o));
   }
   /** (B, C, H, W) → (B, C, ⌈H/2⌉, ⌈W/2⌉) for padding 1, (B, C, ⌊H/2⌋, ⌊W/2⌋) for the VAE's padding 0. */
   forward(x: Tensor): Tensor {
@@ -170,7 +177,7 @@ export class Upsample2D extends Module {
   readonly conv: nn.Conv2d;
   constructor(channels: number, o: nn.InitOptions = {}) {
     super();
-    this.conv = this.child("conv", new nn.Conv2d(channels, channels, 3, { padding: 1 }, o));
+    this.conv = this.child("conv", new Conv2d(channels, channels, 3, { padding: 1 }, o));
   }
   /** (B, C, H, W) → (B, C, 2H, 2W), or (B, C, size) when the UNet forwards its skip's size. */
   forward(x: Tensor, size?: [number, number]): Tensor {

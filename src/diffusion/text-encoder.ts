@@ -27,6 +27,7 @@ import { loadCheckpoint } from "../torch/io/load.js";
 import * as nn from "../torch/nn/layers.js";
 import { Module, ModuleList } from "../torch/nn/module.js";
 import { arange, dispose, full, type Tensor, tensor, tidy } from "../torch/tensor.js";
+import { Linear } from "./layers.js";
 
 // ---------------------------------------------------------------------------------------------------------
 // Config (transformers CLIPTextConfig)
@@ -185,10 +186,10 @@ export class ClipTextAttention extends Module {
   ) {
     super();
     this.headDim = dim / heads;
-    this.k_proj = this.child("k_proj", new nn.Linear(dim, dim, true, o));
-    this.v_proj = this.child("v_proj", new nn.Linear(dim, dim, true, o));
-    this.q_proj = this.child("q_proj", new nn.Linear(dim, dim, true, o));
-    this.out_proj = this.child("out_proj", new nn.Linear(dim, dim, true, o));
+    this.k_proj = this.child("k_proj", new Linear(dim, dim, true, o));
+    this.v_proj = this.child("v_proj", new Linear(dim, dim, true, o));
+    this.q_proj = this.child("q_proj", new Linear(dim, dim, true, o));
+    this.out_proj = this.child("out_proj", new Linear(dim, dim, true, o));
   }
   /** (B, L, D) → (B, L, D); `mask` additive, broadcast to (B, H, L, L). */
   forward(x: Tensor, mask: Tensor | null): Tensor {
@@ -212,8 +213,8 @@ export class ClipTextMlp extends Module {
   constructor(dim: number, hidden: number, act: string, o: nn.InitOptions = {}) {
     super();
     this.act = textActivation(act);
-    this.fc1 = this.child("fc1", new nn.Linear(dim, hidden, true, o));
-    this.fc2 = this.child("fc2", new nn.Linear(hidden, dim, true, o));
+    this.fc1 = this.child("fc1", new Linear(dim, hidden, true, o));
+    this.fc2 = this.child("fc2", new Linear(hidden, dim, true, o));
   }
   forward(x: Tensor): Tensor {
     return tidy(() => this.fc2.forward(this.act(this.fc1.forward(x))));

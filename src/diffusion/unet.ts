@@ -22,6 +22,7 @@ import {
   type UNet2DConditionConfig,
   unsupportedUNetFeatures,
 } from "./config.js";
+import { Conv2d, Linear } from "./layers.js";
 import {
   activation,
   assignModulePaths,
@@ -71,8 +72,8 @@ export class TimestepEmbedding extends PathModule {
   private readonly act: (x: Tensor) => Tensor;
   constructor(inChannels: number, timeEmbedDim: number, act: string, o: nn.InitOptions = {}) {
     super();
-    this.linear_1 = this.child("linear_1", new nn.Linear(inChannels, timeEmbedDim, true, o));
-    this.linear_2 = this.child("linear_2", new nn.Linear(timeEmbedDim, timeEmbedDim, true, o));
+    this.linear_1 = this.child("linear_1", new Linear(inChannels, timeEmbedDim, true, o));
+    this.linear_2 = this.child("linear_2", new Linear(timeEmbedDim, timeEmbedDim, true, o));
     this.act = activation(act);
   }
   forward(x: Tensor, ctx: ForwardContext = {}): Tensor {
@@ -220,7 +221,7 @@ export class UNet2DConditionModel extends Module {
 
     this.conv_in = this.child(
       "conv_in",
-      new nn.Conv2d(c.in_channels, L.boc[0]!, c.conv_in_kernel, { padding: (c.conv_in_kernel - 1) / 2 }, o),
+      new Conv2d(c.in_channels, L.boc[0]!, c.conv_in_kernel, { padding: (c.conv_in_kernel - 1) / 2 }, o),
     );
     this.time_embedding = this.child(
       "time_embedding",
@@ -305,13 +306,7 @@ export class UNet2DConditionModel extends Module {
     this.conv_norm_out = this.child("conv_norm_out", new nn.GroupNorm(groups, L.boc[0]!, c.norm_eps));
     this.conv_out = this.child(
       "conv_out",
-      new nn.Conv2d(
-        L.boc[0]!,
-        c.out_channels,
-        c.conv_out_kernel,
-        { padding: (c.conv_out_kernel - 1) / 2 },
-        o,
-      ),
+      new Conv2d(L.boc[0]!, c.out_channels, c.conv_out_kernel, { padding: (c.conv_out_kernel - 1) / 2 }, o),
     );
     this.act = activation(c.act_fn);
     assignModulePaths(this);

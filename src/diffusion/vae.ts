@@ -14,6 +14,7 @@ import { Module, ModuleList } from "../torch/nn/module.js";
 import { dispose, type Generator, randn, type Tensor, tidy } from "../torch/tensor.js";
 import { Attention } from "./attention.js";
 import { type AutoencoderKLConfig, readAutoencoderKLConfig, unsupportedVaeFeatures } from "./config.js";
+import { Conv2d } from "./layers.js";
 import {
   activation,
   assignModulePaths,
@@ -158,7 +159,7 @@ export class VaeEncoder extends PathModule {
     super();
     const boc = c.block_out_channels;
     const g = c.norm_num_groups;
-    this.conv_in = this.child("conv_in", new nn.Conv2d(c.in_channels, boc[0]!, 3, { padding: 1 }, o));
+    this.conv_in = this.child("conv_in", new Conv2d(c.in_channels, boc[0]!, 3, { padding: 1 }, o));
     let outCh = boc[0]!;
     const blocks = boc.map((ch, i) => {
       const inCh = outCh;
@@ -169,7 +170,7 @@ export class VaeEncoder extends PathModule {
     const top = boc[boc.length - 1]!;
     this.mid_block = this.child("mid_block", new VaeMidBlock(top, g, c.act_fn, c.mid_block_add_attention, o));
     this.conv_norm_out = this.child("conv_norm_out", new nn.GroupNorm(g, top, 1e-6));
-    this.conv_out = this.child("conv_out", new nn.Conv2d(top, 2 * c.latent_channels, 3, { padding: 1 }, o));
+    this.conv_out = this.child("conv_out", new Conv2d(top, 2 * c.latent_channels, 3, { padding: 1 }, o));
     this.act = activation(c.act_fn);
   }
 
@@ -199,7 +200,7 @@ export class VaeDecoder extends PathModule {
     super();
     const rboc = [...c.block_out_channels].reverse();
     const g = c.norm_num_groups;
-    this.conv_in = this.child("conv_in", new nn.Conv2d(c.latent_channels, rboc[0]!, 3, { padding: 1 }, o));
+    this.conv_in = this.child("conv_in", new Conv2d(c.latent_channels, rboc[0]!, 3, { padding: 1 }, o));
     this.mid_block = this.child(
       "mid_block",
       new VaeMidBlock(rboc[0]!, g, c.act_fn, c.mid_block_add_attention, o),
@@ -213,7 +214,7 @@ export class VaeDecoder extends PathModule {
     this.up_blocks = this.child("up_blocks", new ModuleList(blocks));
     const bottom = c.block_out_channels[0]!;
     this.conv_norm_out = this.child("conv_norm_out", new nn.GroupNorm(g, bottom, 1e-6));
-    this.conv_out = this.child("conv_out", new nn.Conv2d(bottom, c.out_channels, 3, { padding: 1 }, o));
+    this.conv_out = this.child("conv_out", new Conv2d(bottom, c.out_channels, 3, { padding: 1 }, o));
     this.act = activation(c.act_fn);
   }
 
@@ -281,9 +282,9 @@ export class AutoencoderKL extends Module {
     this.encoder = enc ? this.child("encoder", new VaeEncoder(c, o)) : null;
     this.decoder = dec ? this.child("decoder", new VaeDecoder(c, o)) : null;
     this.quant_conv =
-      enc && c.use_quant_conv ? this.child("quant_conv", new nn.Conv2d(2 * L, 2 * L, 1, {}, o)) : null;
+      enc && c.use_quant_conv ? this.child("quant_conv", new Conv2d(2 * L, 2 * L, 1, {}, o)) : null;
     this.post_quant_conv =
-      dec && c.use_post_quant_conv ? this.child("post_quant_conv", new nn.Conv2d(L, L, 1, {}, o)) : null;
+      dec && c.use_post_quant_conv ? this.child("post_quant_conv", new Conv2d(L, L, 1, {}, o)) : null;
     assignModulePaths(this);
   }
 

@@ -10,6 +10,16 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   return new Tensor(N.linear(x.handle, weight.handle, bias?.handle ?? null));
 }
 
+/**
+ * F.linear for inference: when no gradient is needed (grad mode off, or no operand requires one) and every
+ * operand is a CPU float32 tensor, y = x·Wᵀ + b runs as one oneDNN sgemm on the operands as they are (no
+ * copies for row-major or column-major token views, AVX-512 where the CPU has it, whatever BLAS libtorch uses);
+ * otherwise exactly F.linear. Same values up to float rounding.
+ */
+export function linearInference(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  return new Tensor(N.linearInference(x.handle, weight.handle, bias?.handle ?? null));
+}
+
 export interface Conv2dOptions {
   stride?: number | number[];
   padding?: number | number[];
@@ -19,6 +29,29 @@ export interface Conv2dOptions {
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, o: Conv2dOptions = {}): Tensor {
   return new Tensor(
     N.conv2d(
+      x.handle,
+      weight.handle,
+      bias?.handle ?? null,
+      pair(o.stride ?? 1),
+      pair(o.padding ?? 0),
+      pair(o.dilation ?? 1),
+      o.groups ?? 1,
+    ),
+  );
+}
+/**
+ * F.conv2d for inference (conditions as linearInference): 1×1 convolutions run as one sgemm on the NCHW map,
+ * k×k convolutions with small outputs (≤ 256 pixels: SD's 1280-channel maps at 6² and 12², where oneDNN's
+ * per-call weight reorder costs more than the convolution) as im2col + sgemm; everything else as F.conv2d.
+ */
+export function conv2dInference(
+  x: Tensor,
+  weight: Tensor,
+  bias?: Tensor | null,
+  o: Conv2dOptions = {},
+): Tensor {
+  return new Tensor(
+    N.conv2dInference(
       x.handle,
       weight.handle,
       bias?.handle ?? null,
@@ -265,6 +298,24 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions =
     for (const p of parts) p.dispose();
     return out;
   });
+}
+
+/**
+ * `attention` without a mask, for inference: q (B, H, L, d), k (B, H, S, d), v (B, H, S, e) with unit-stride
+ * last dimensions (head views of (B, L, H·d) projections as they are). When no gradient is needed and all are
+ * CPU float32, query blocks are scored, normalised and applied one at a time (oneDNN sgemm, in parallel over
+ * batch, heads and blocks), so the (B, H, L, S) score tensor never exists; the (B, H, L, e) result is then a view
+ * of a (B, L, H, e) tensor, whose reshape to (B, L, H·e) is free. Otherwise exactly `attention(q, k, v, o)`.
+ */
+export function attentionInference(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  o: Omit<AttentionOptions, "mask"> = {},
+): Tensor {
+  const scale = o.scale ?? 1 / Math.sqrt(q.size(-1));
+  const h = N.attentionInference(q.handle, k.handle, v.handle, scale);
+  return h === null ? attention(q, k, v, { ...o, scale }) : new Tensor(h);
 }
 
 // ---- losses ----

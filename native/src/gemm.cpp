@@ -1,0 +1,249 @@
+// Inference fast paths on oneDNN's sgemm: linear, pointwise and small-map convolutions, and attention.
+//
+// Why: libtorch runs fp32 linears and matmuls through the system BLAS (on Debian, OpenBLAS, whose kernel choice
+// may be pinned by OPENBLAS_CORETYPE and then ignore AVX-512), and its oneDNN convolutions reorder the
+// (out, in, kh, kw) weight into a blocked layout on every call, which dominates on small maps with many channels
+// (SD's 1280-channel convs at 6² and 12²: the weight is 59 MB, the map 36 pixels). oneDNN's sgemm reads plain
+// row-major operands as they are, picks its kernels from the CPU's ISA, and needs no persistent packed copy.
+//
+// Every op here computes the same function as its ATen counterpart (up to float rounding) and falls back to it
+// whenever the fast path does not apply: a tensor that needs a gradient while grad mode is on, non-CPU or
+// non-float32 tensors, CPU autocast, shapes outside the cases below, or a libtorch without a separately loaded
+// oneDNN (pytorch.org builds link it statically and hide its symbols; then dnnl_sgemm is simply not found).
+#include <dlfcn.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/GradMode.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "common.h"
+
+namespace dedos {
+namespace {
+
+// dnnl_sgemm: C := alpha·op(A)·op(B) + beta·C, all row-major, dnnl_dim_t = int64_t, returns dnnl_status_t.
+using SgemmFn = int (*)(char, char, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
+                        float*, int64_t);
+
+SgemmFn ResolveSgemm() {
+  void* f = nullptr;
+  if (void* h = dlopen("libdnnl.so.2", RTLD_LAZY | RTLD_NOLOAD)) f = dlsym(h, "dnnl_sgemm");
+  if (f == nullptr) f = dlsym(RTLD_DEFAULT, "dnnl_sgemm");
+  return reinterpret_cast<SgemmFn>(f);
+}
+
+const SgemmFn kSgemm = ResolveSgemm();
+// DEDOS_DNNL_GEMM=0 turns the fast paths off (A/B measurements, debugging); setInferenceGemm at run time.
+bool gEnabled = [] {
+  const char* e = std::getenv("DEDOS_DNNL_GEMM");
+  return !(e != nullptr && e[0] == '0');
+}();
+
+void Gemm(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+          int64_t ldb, float beta, float* c, int64_t ldc) {
+  int status = kSgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (status != 0) throw std::runtime_error("dnnl_sgemm failed with status " + std::to_string(status));
+}
+
+// OpenMP's thread count for the calling (implicit) task set to 1 for the guard's lifetime, so that oneDNN runs
+// sequentially inside a task of an enclosing parallel region; restored on exit (also when the region ran inline
+// on the caller). libgomp's entry points are looked up in the copy libtorch loaded (none: nothing to do).
+class OneThread {
+ public:
+  OneThread() {
+    if (kSet != nullptr && kGet != nullptr) {
+      saved_ = kGet();
+      kSet(1);
+    }
+  }
+  ~OneThread() {
+    if (saved_ > 0) kSet(saved_);
+  }
+  OneThread(const OneThread&) = delete;
+  OneThread& operator=(const OneThread&) = delete;
+
+ private:
+  using SetFn = void (*)(int);
+  using GetFn = int (*)();
+  static void* Gomp() { return dlopen("libgomp.so.1", RTLD_LAZY | RTLD_NOLOAD); }
+  static inline const SetFn kSet = Gomp() ? reinterpret_cast<SetFn>(dlsym(Gomp(), "omp_set_num_threads")) : nullptr;
+  static inline const GetFn kGet = Gomp() ? reinterpret_cast<GetFn>(dlsym(Gomp(), "omp_get_max_threads")) : nullptr;
+  int saved_ = 0;
+};
+
+// CPU float32 strided tensors none of which needs a gradient (undefined tensors are skipped), outside CPU
+// autocast regions (there ATen casts the operands first).
+bool Eligible(std::initializer_list<const at::Tensor*> ts) {
+  if (kSgemm == nullptr || !gEnabled || at::autocast::is_cpu_enabled()) return false;
+  bool grad = at::GradMode::is_enabled();
+  for (const at::Tensor* t : ts) {
+    if (!t->defined()) continue;
+    if (!t->device().is_cpu() || t->scalar_type() != at::kFloat || t->layout() != at::kStrided) return false;
+    if (grad && t->requires_grad()) return false;
+  }
+  return true;
+}
+
+// A (rows × cols) matrix as sgemm reads it: row-major as it is ('N'), column-major as the transpose of a
+// row-major matrix ('T'), anything else as a row-major copy. `ld` is the leading dimension sgemm expects.
+struct Operand {
+  at::Tensor t;
+  char trans;
+  int64_t ld;
+};
+
+bool IsRowMajor(const at::Tensor& m) {
+  const int64_t rows = m.size(0), cols = m.size(1);
+  return (cols == 1 || m.stride(1) == 1) && (rows == 1 || m.stride(0) >= cols);
+}
+
+Operand AsOperand(const at::Tensor& m) {
+  const int64_t rows = m.size(0), cols = m.size(1);
+  if (IsRowMajor(m))
+    return {m, 'N', rows > 1 ? m.stride(0) : std::max<int64_t>(cols, 1)};
+  if ((rows == 1 || m.stride(0) == 1) && (cols == 1 || m.stride(1) >= rows))
+    return {m, 'T', cols > 1 ? m.stride(1) : std::max<int64_t>(rows, 1)};
+  return {m.contiguous(), 'N', std::max<int64_t>(cols, 1)};
+}
+
+// y = x·Wᵀ + b over the last dimension of x.
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bOpt) {
+  at::Tensor b = bOpt.has_value() ? *bOpt : at::Tensor();
+  if (!Eligible({&x, &w, &b}) || x.dim() < 1 || w.dim() != 2 || x.size(-1) != w.size(1) || x.numel() == 0 ||
+      w.numel() == 0 || (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0))))
+    return at::linear(x, w, bOpt);
+  const int64_t n = w.size(0), k = w.size(1);
+  const Operand a = AsOperand(x.reshape({-1, k}));  // a view for contiguous tokens and for NCHW maps seen as tokens
+  const Operand wt = AsOperand(w);
+  const int64_t m = a.t.size(0);
+  // The bias is broadcast into C first and accumulated into (beta = 1). (A fresh buffer: contiguous() of an
+  // expanded one-row bias would be the bias itself.)
+  at::Tensor y = at::empty({m, n}, x.options());
+  if (b.defined()) y.copy_(b.expand({m, n}));
+  Gemm(a.trans, wt.trans == 'N' ? 'T' : 'N', m, n, k, 1.f, a.t.data_ptr<float>(), a.ld, wt.t.data_ptr<float>(), wt.ld,
+       b.defined() ? 1.f : 0.f, y.data_ptr<float>(), n);
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = n;
+  return y.view(shape);
+}
+
+// Output maps up to this many pixels run 3×3 (k×k) convolutions as im2col + sgemm; larger ones go to ATen
+// (oneDNN), whose direct kernels win there and whose per-call weight reorder is then amortised.
+constexpr int64_t kIm2colMaxPixels = 256;
+
+at::Tensor Conv2d(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bOpt,
+                  const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                  const std::vector<int64_t>& dilation, int64_t groups) {
+  at::Tensor b = bOpt.has_value() ? *bOpt : at::Tensor();
+  auto aten = [&] { return at::conv2d(x, w, bOpt, stride, padding, dilation, groups); };
+  if (!Eligible({&x, &w, &b}) || groups != 1 || x.dim() != 4 || w.dim() != 4 || stride.size() != 2 ||
+      padding.size() != 2 || dilation.size() != 2 || dilation[0] != 1 || dilation[1] != 1 || x.size(1) != w.size(1) ||
+      x.numel() == 0 || w.numel() == 0 || (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0))))
+    return aten();
+  const int64_t batch = x.size(0), cin = x.size(1), h = x.size(2), wd = x.size(3);
+  const int64_t cout = w.size(0), kh = w.size(2), kw = w.size(3);
+  const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1];
+  if (sh < 1 || sw < 1 || ph < 0 || pw < 0 || h + 2 * ph < kh || wd + 2 * pw < kw) return aten();
+  const int64_t ho = (h + 2 * ph - kh) / sh + 1, wo = (wd + 2 * pw - kw) / sw + 1, pixels = ho * wo;
+  const bool pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
+  if (!pointwise && pixels > kIm2colMaxPixels) return aten();
+  const int64_t depth = cin * kh * kw;
+  at::Tensor xc = x.contiguous();
+  at::Tensor wm = w.contiguous().view({cout, depth});
+  at::Tensor y = at::empty({batch, cout, pixels}, x.options());
+  if (b.defined()) y.copy_(b.view({1, cout, 1}).expand({batch, cout, pixels}));
+  for (int64_t i = 0; i < batch; i++) {
+    at::Tensor cols = pointwise ? xc[i].view({cin, pixels})
+                                : at::im2col(xc.narrow(0, i, 1), {kh, kw}, {1, 1}, {ph, pw}, {sh, sw}).view({depth, pixels});
+    Gemm('N', 'N', cout, pixels, depth, 1.f, wm.data_ptr<float>(), depth, cols.data_ptr<float>(), pixels,
+         b.defined() ? 1.f : 0.f, y.data_ptr<float>() + i * cout * pixels, pixels);
+  }
+  return y.view({batch, cout, ho, wo});
+}
+
+// softmax(scale·Q·Kᵀ)·V for q (B, H, L, d), k (B, H, S, d), v (B, H, S, e), each with a unit-stride last
+// dimension (head views of (B, L, H·d) projections qualify as they are). Query blocks are scored, normalised and
+// applied one at a time, so no (B, H, L, S) score tensor is ever made.
+// Returns (B, H, L, e) as a view of a (B, L, H, e) tensor: reshaping it back to (B, L, H·e) is free.
+// An undefined tensor means "not applicable here" (the caller falls back to its own attention).
+at::Tensor Attention(const at::Tensor& qIn, const at::Tensor& kIn, const at::Tensor& vIn, double scale) {
+  if (!Eligible({&qIn, &kIn, &vIn}) || qIn.dim() != 4 || kIn.dim() != 4 || vIn.dim() != 4) return at::Tensor();
+  const int64_t batch = qIn.size(0), heads = qIn.size(1), lq = qIn.size(2), d = qIn.size(3);
+  const int64_t lk = kIn.size(2), e = vIn.size(3);
+  if (kIn.size(0) != batch || kIn.size(1) != heads || kIn.size(3) != d || vIn.size(0) != batch ||
+      vIn.size(1) != heads || vIn.size(2) != lk || lq == 0 || lk == 0 || d == 0 || e == 0)
+    return at::Tensor();
+  // Each (b, h) slice must be a row-major matrix.
+  auto usable = [](const at::Tensor& t) { return IsRowMajor(t[0][0]); };
+  const at::Tensor q = usable(qIn) ? qIn : qIn.contiguous();
+  const at::Tensor k = usable(kIn) ? kIn : kIn.contiguous();
+  const at::Tensor v = usable(vIn) ? vIn : vIn.contiguous();
+  auto ld = [](const at::Tensor& t) { return t.size(2) > 1 ? t.stride(2) : t.size(3); };
+  const int64_t ldq = ld(q), ldk = ld(k), ldv = ld(v);
+  at::Tensor out = at::empty({batch, lq, heads, e}, q.options());
+  // Query blocks whose score block is about 2 MB (it stays in cache between the two products). The blocks run
+  // one after the other, each product and softmax on all of ATen's threads: measured faster than running blocks
+  // in parallel with single-threaded products, and it keeps oneDNN out of nested parallel regions, which stall
+  // badly when other processes compete for the cores.
+  // Query blocks whose score block is about 2 MB (it stays in cache between the two products), at least 8 of
+  // them in all so that every thread gets work. The blocks run in parallel, each with single-threaded products:
+  // one fork/join per call. (Blocks in turn with all threads in every product and softmax are a little faster on
+  // idle cores, but their hundreds of fork/joins per call stall badly when other processes compete for the
+  // cores, and oneDNN must not open nested parallel regions here.)
+  int64_t rows = std::max<int64_t>(16, std::min<int64_t>(lq, (512 * 1024) / lk));
+  const int64_t minBlocks = (8 + batch * heads - 1) / (batch * heads);
+  rows = std::min(rows, std::max<int64_t>(1, (lq + minBlocks - 1) / minBlocks));
+  const int64_t blocks = (lq + rows - 1) / rows;
+  const float* qp = q.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  const float* vp = v.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const float alpha = static_cast<float>(scale);
+  at::parallel_for(0, batch * heads * blocks, 1, [&](int64_t begin, int64_t end) {
+    OneThread guard;
+    at::Tensor scores = at::empty({rows, lk}, q.options());
+    at::Tensor probs = at::empty({rows, lk}, q.options());
+    for (int64_t t = begin; t < end; t++) {
+      const int64_t bi = t / (heads * blocks), hi = (t / blocks) % heads, r0 = (t % blocks) * rows;
+      const int64_t n = std::min(rows, lq - r0);
+      at::Tensor s = scores.narrow(0, 0, n), p = probs.narrow(0, 0, n);
+      Gemm('N', 'T', n, lk, d, alpha, qp + bi * q.stride(0) + hi * q.stride(1) + r0 * ldq, ldq,
+           kp + bi * k.stride(0) + hi * k.stride(1), ldk, 0.f, s.data_ptr<float>(), lk);
+      at::_softmax_out(p, s, 1, false);
+      Gemm('N', 'N', n, e, lk, 1.f, p.data_ptr<float>(), lk, vp + bi * v.stride(0) + hi * v.stride(1), ldv, 0.f,
+           op + (bi * lq + r0) * heads * e + hi * e, heads * e);
+    }
+  });
+  return out.permute({0, 2, 1, 3});
+}
+
+}  // namespace
+
+void InitGemm(Napi::Env env, Napi::Object exports) {
+  DEDOS_OP("linearInference", {
+    return dedos::Ret(env, Linear(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgOptTensor(info, 2)));
+  });
+  DEDOS_OP("conv2dInference", {
+    // conv2dInference(x, w, b|null, stride, padding, dilation, groups): as conv2d
+    return dedos::Ret(env, Conv2d(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgOptTensor(info, 2),
+                                  dedos::ArgInts(info, 3), dedos::ArgInts(info, 4), dedos::ArgInts(info, 5),
+                                  dedos::ArgInt(info, 6)));
+  });
+  DEDOS_OP("attentionInference", {
+    // attentionInference(q, k, v, scale): (B, H, L, d), (B, H, S, d), (B, H, S, e) → (B, H, L, e), no mask;
+    // null when the fast path does not apply.
+    at::Tensor o = Attention(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgTensor(info, 2),
+                             dedos::ArgDouble(info, 3));
+    return o.defined() ? dedos::Ret(env, o) : env.Null();
+  });
+  DEDOS_OP("setInferenceGemm", {
+    gEnabled = dedos::ArgBool(info, 0);
+    return env.Undefined();
+  });
+  DEDOS_OP("inferenceGemmAvailable", { return Napi::Boolean::New(env, kSgemm != nullptr && gEnabled); });
+}
+
+}  // namespace dedos

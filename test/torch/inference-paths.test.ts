@@ -1,0 +1,149 @@
+// F.linearInference / F.conv2dInference / F.attentionInference (oneDNN sgemm paths for gradient-free forwards)
+// against the plain ATen ops, including the layouts the diffusion models hand them, and their fallbacks.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  F,
+  Generator,
+  getNumThreads,
+  noGrad,
+  randn,
+  setNumThreads,
+  type Tensor,
+  tidy,
+} from "../../src/torch/index.js";
+import { native } from "../../src/torch/native.js";
+
+const g = new Generator(7);
+const rand = (shape: number[]) => randn(shape, { generator: g });
+/** max |a − b| / max |b| */
+const relErr = (a: Tensor, b: Tensor) =>
+  tidy(() => a.sub(b).abs().max().item() / Math.max(b.abs().max().item(), 1e-30));
+
+describe("inference paths (oneDNN sgemm) match ATen", () => {
+  it("reports whether the fast paths are available", () => {
+    assert.equal(typeof native.inferenceGemmAvailable(), "boolean");
+  });
+
+  it("linearInference: shapes, biases, one row, token views of NCHW maps, weight row slices", () =>
+    noGrad(() =>
+      tidy(() => {
+        for (const [m, k, n] of [
+          [63, 32, 48],
+          [1, 32, 64],
+          [3, 1, 5],
+          [144, 1280, 320],
+        ] as const) {
+          for (const withBias of [false, true]) {
+            const x = rand([1, m, k]);
+            const w = rand([n, k]);
+            const b = withBias ? rand([n]) : null;
+            const bBefore = b?.clone() ?? null;
+            const y = F.linearInference(x, w, b);
+            assert.deepEqual(y.shape, [1, m, n]);
+            assert.ok(relErr(y, F.linear(x, w, b)) < 1e-5, `linear ${m}x${k}->${n}`);
+            // The bias is read, never written (a one-row output once aliased it).
+            if (b && bBefore) assert.equal(b.sub(bBefore).abs().max().item(), 0);
+          }
+        }
+        // (B, h·w, C) tokens as a view of a (B, C, h, w) map, a 1-d input, and a slice of the weight's rows.
+        const map = rand([1, 24, 5, 7]);
+        const tokens = map.permute(0, 2, 3, 1).reshape(1, 35, 24);
+        const w = rand([40, 24]);
+        const b = rand([40]);
+        assert.ok(relErr(F.linearInference(tokens, w, b), F.linear(tokens, w, b)) < 1e-5);
+        const v = rand([24]);
+        assert.deepEqual(F.linearInference(v, w, b).shape, [40]);
+        assert.ok(relErr(F.linearInference(v, w, b), F.linear(v, w, b)) < 1e-5);
+        const rows = w.narrow(0, 10, 20);
+        assert.ok(
+          relErr(
+            F.linearInference(tokens, rows, b.narrow(0, 10, 20)),
+            F.linear(tokens, rows, b.narrow(0, 10, 20)),
+          ) < 1e-5,
+        );
+      }),
+    ));
+
+  it("conv2dInference: pointwise, small maps (im2col), stride 2, batches, no bias, large maps", () =>
+    noGrad(() =>
+      tidy(() => {
+        for (const [batch, cin, cout, h, w, k, stride, pad, withBias] of [
+          [1, 32, 32, 7, 9, 3, 1, 1, true],
+          [1, 32, 16, 7, 9, 3, 2, 1, false],
+          [2, 16, 24, 6, 6, 3, 1, 1, true],
+          [2, 48, 24, 7, 9, 1, 1, 0, true],
+          [1, 64, 32, 12, 12, 1, 1, 0, false],
+          [1, 4, 8, 20, 20, 3, 1, 1, true], // 400 pixels: ATen
+          [1, 8, 8, 5, 5, 3, 1, 0, true],
+        ] as const) {
+          const x = rand([batch, cin, h, w]);
+          const wt = rand([cout, cin, k, k]);
+          const b = withBias ? rand([cout]) : null;
+          const o = { stride, padding: pad };
+          const y = F.conv2dInference(x, wt, b, o);
+          const ref = F.conv2d(x, wt, b, o);
+          assert.deepEqual(y.shape, ref.shape);
+          assert.ok(relErr(y, ref) < 1e-5, `conv ${cin}->${cout} ${h}x${w} k${k} s${stride}`);
+        }
+        // Groups and dilation go to ATen unchanged.
+        const x = rand([1, 8, 6, 6]);
+        const wg = rand([8, 4, 3, 3]);
+        assert.ok(
+          relErr(
+            F.conv2dInference(x, wg, null, { groups: 2, padding: 1 }),
+            F.conv2d(x, wg, null, { groups: 2, padding: 1 }),
+          ) < 1e-6,
+        );
+      }),
+    ));
+
+  it("attentionInference: head views, cross-attention, batches; (B, L, H·d) reshape is a view", () =>
+    noGrad(() =>
+      tidy(() => {
+        for (const [batch, heads, lq, lk, d] of [
+          [1, 2, 63, 3, 16],
+          [1, 5, 300, 300, 8],
+          [2, 3, 17, 5, 8],
+          [1, 1, 1, 4, 8],
+        ] as const) {
+          const view = (n: number) =>
+            rand([batch, n, heads * d])
+              .view(batch, n, heads, d)
+              .transpose(1, 2);
+          const [q, k, v] = [view(lq), view(lk), view(lk)];
+          const o = F.attentionInference(q, k, v, { scale: 0.3 });
+          assert.deepEqual(o.shape, [batch, heads, lq, d]);
+          assert.ok(relErr(o, F.attention(q, k, v, { scale: 0.3 })) < 1e-5, `attention ${heads}x${lq}x${lk}`);
+          if (native.inferenceGemmAvailable()) assert.ok(o.transpose(1, 2).isContiguous());
+        }
+      }),
+    ));
+
+  it("leaves the thread count as it was", () => {
+    const before = getNumThreads();
+    setNumThreads(2);
+    noGrad(() =>
+      tidy(() => {
+        const q = rand([1, 1, 4, 8]); // one task: the parallel loop runs inline on the caller
+        F.attentionInference(q, q, q);
+      }),
+    );
+    assert.equal(getNumThreads(), 2);
+    setNumThreads(before);
+  });
+
+  it("falls back to ATen (with autograd) when a gradient is needed", () => {
+    const x = rand([4, 8]).requiresGrad_(true);
+    const w = rand([3, 8]);
+    const y = F.linearInference(x, w, null);
+    assert.equal(y.requiresGrad, true);
+    const xc = rand([1, 2, 5, 5]).requiresGrad_(true);
+    assert.equal(F.conv2dInference(xc, rand([3, 2, 3, 3]), null, { padding: 1 }).requiresGrad, true);
+    const q = rand([1, 2, 6, 4]).requiresGrad_(true);
+    const o = F.attentionInference(q, q, q);
+    assert.equal(o.requiresGrad, true);
+    o.sum().backward();
+    assert.ok(q.grad);
+  });
+});
