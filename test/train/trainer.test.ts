@@ -175,8 +175,12 @@ describe("training loop", () => {
     const bf16 = await run("bf16");
     assert.equal(bf16.length, 4);
     assert.notDeepEqual(bf16, fp32, "autocast changed the arithmetic");
-    for (let i = 0; i < 4; i++)
-      assert.ok(Math.abs(bf16[i]! - fp32[i]!) < 0.05 * fp32[i]!, `step ${i + 1}: ${bf16[i]} vs ${fp32[i]}`);
+    // Step 1 is the same weights and data: only bf16 rounding separates the two losses.
+    assert.ok(Math.abs(bf16[0]! - fp32[0]!) < 0.01 * fp32[0]!, `step 1: ${bf16[0]} vs ${fp32[0]}`);
+    // Later steps also differ by the updates: AdamW's first steps are nearly sign(gradient) · lr, so a
+    // rounding that flips a tiny gradient moves that weight by a full lr. Close, but not to bf16 precision.
+    for (let i = 1; i < 4; i++)
+      assert.ok(Math.abs(bf16[i]! - fp32[i]!) < 0.15 * fp32[i]!, `step ${i + 1}: ${bf16[i]} vs ${fp32[i]}`);
     const c = tinyTrainConfig((c) => {
       c.solver.amp = "fp16";
     });
