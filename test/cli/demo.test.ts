@@ -1,17 +1,17 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import sharp from "sharp";
+import { tempDir } from "../temp-dir.js";
 
 const cli = (args: string[]) =>
   spawnSync(process.execPath, ["dist/src/cli/main.js", ...args], { encoding: "utf8" });
 
 describe("dedos CLI", () => {
   it("demo writes a label PNG of the image's size, an overlay with a legend, and a summary", async () => {
-    const out = mkdtempSync(join(tmpdir(), "dedos-demo-"));
+    const out = tempDir("dedos-demo-");
     const r = cli([
       "demo",
       "--image",

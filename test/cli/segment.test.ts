@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import sharp from "sharp";
 import { Segmenter } from "../../src/api/segmenter.js";
 import { readLabelMap } from "../../src/data/labels.js";
+import { tempDir } from "../temp-dir.js";
 import { TINY_CATSEG } from "../tiny-models.js";
 
 // A tiny CAT-Seg (same structure as vitb_384, small widths) so that the CLI runs in seconds.
@@ -16,7 +16,7 @@ const cli = (args: string[]) =>
   spawnSync(process.execPath, ["dist/src/cli/main.js", ...args], { encoding: "utf8" });
 
 describe("dedos segment", () => {
-  const dir = mkdtempSync(join(tmpdir(), "dedos-seg-"));
+  const dir = tempDir("dedos-seg-");
   const config = join(dir, "tiny.json");
   writeFileSync(config, JSON.stringify(TINY));
 

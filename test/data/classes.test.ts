@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { parseClassList, readClassFile } from "../../src/data/classes.js";
 import { formatSeconds, Progress } from "../../src/util/progress.js";
+import { tempDir } from "../temp-dir.js";
 
 describe("class lists", () => {
   it("parses ';'-separated classes with ','-separated synonyms", () => {
@@ -15,7 +15,7 @@ describe("class lists", () => {
     assert.equal(readClassFile("ade150").length, 150);
     assert.equal(readClassFile("ade847").length, 847);
     assert.equal(readClassFile("coco").length, 171);
-    const dir = mkdtempSync(join(tmpdir(), "dedos-classes-"));
+    const dir = tempDir("dedos-classes-");
     writeFileSync(join(dir, "mine.txt"), "cat\ndog, puppy\n\n");
     assert.deepEqual(readClassFile(join(dir, "mine.txt")), ["cat", "dog, puppy"]);
     writeFileSync(join(dir, "bad.json"), "{");

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import sharp from "sharp";
 import { readLabelMap } from "../../src/data/labels.js";
 import { readMatFile } from "../../src/data/matlab.js";
 import { pc459LabelMap, prepareDataset } from "../../src/data/prepare.js";
+import { tempDir } from "../temp-dir.js";
 
 // Files written by SciPy's savemat (scripts/make-test-mat.py), compressed and plain.
 const DIR = "test/data/mat";
@@ -43,7 +43,7 @@ describe("MAT-file reader", () => {
     );
   });
   it("dedos prepare pc459 writes the 16-bit TIFFs of the val list", async () => {
-    const root = mkdtempSync(join(tmpdir(), "dedos-pc459-"));
+    const root = tempDir("dedos-pc459-");
     const voc = join(root, "VOCdevkit/VOC2010");
     mkdirSync(join(voc, "trainval"), { recursive: true });
     mkdirSync(join(voc, "JPEGImages"), { recursive: true });

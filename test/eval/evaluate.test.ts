@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Segmenter } from "../../src/api/segmenter.js";
@@ -10,13 +9,14 @@ import { readLabelMap, writeLabelMap } from "../../src/data/labels.js";
 import { mapAde150 } from "../../src/data/prepare.js";
 import { evaluateShard, listSplit } from "../../src/eval/evaluate.js";
 import { ConfusionMatrix, computeMetrics } from "../../src/eval/semseg-metrics.js";
+import { tempDir } from "../temp-dir.js";
 import { TINY_CATSEG } from "../tiny-models.js";
 
 const TINY = TINY_CATSEG;
 
 describe("evaluation over a prepared split", () => {
   // The three real ADE20K val images with their masks, laid out as `dedos prepare ade150` writes them.
-  const root = mkdtempSync(join(tmpdir(), "dedos-eval-"));
+  const root = tempDir("dedos-eval-");
   const ade = join(root, "ADEChallengeData2016");
   let seg: Segmenter;
   let whole: Awaited<ReturnType<typeof evaluateShard>> | undefined;

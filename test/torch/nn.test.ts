@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import {
@@ -21,6 +20,7 @@ import {
   tidy,
 } from "../../src/torch/index.js";
 import { assertClose } from "../helpers.js";
+import { tempDir } from "../temp-dir.js";
 
 class Block extends Module {
   readonly fc: nn.Linear;
@@ -103,7 +103,7 @@ describe("nn.Module naming and state dicts", () => {
     assert.deepEqual(m.stateDict().get("blocks.0.fc.weight")!.toArray(), new Array(16).fill(1));
   });
   it("safetensors round trip reproduces the output bit for bit", () => {
-    const dir = mkdtempSync(join(tmpdir(), "dedos-"));
+    const dir = tempDir("dedos-");
     const a = new Tiny(3);
     const b = new Tiny(4);
     const file = join(dir, "tiny.safetensors");
@@ -116,7 +116,7 @@ describe("nn.Module naming and state dicts", () => {
     assert.deepEqual(a.forward(x).toArray(), b.forward(x).toArray());
   });
   it("a truncated safetensors file names the file and the tensor", () => {
-    const dir = mkdtempSync(join(tmpdir(), "dedos-"));
+    const dir = tempDir("dedos-");
     const file = join(dir, "t.safetensors");
     saveSafetensors(file, new Tiny(0).stateDict());
     const bytes = readFileSync(file);
