@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { F } from "../src/torch/index.js";
 import { native } from "../src/torch/native.js";
-import { Generator, randn, Tensor, tidy } from "../src/torch/tensor.js";
+import { dispose, Generator, randn, Tensor, tidy } from "../src/torch/tensor.js";
 
 export interface Timing {
   name: string;
@@ -206,28 +206,69 @@ export function bindingOverhead(fn: () => void): {
   return { calls, perCallUs, wallMs, share: (calls * perCallUs) / 1e3 / wallMs };
 }
 
+/** One of the engine's reference kernels: its name, GFLOP per run, one run, and the release of its inputs. */
+export interface ReferenceKernel {
+  name: string;
+  gflop: number;
+  run: () => void;
+  dispose: () => void;
+}
+
 /**
- * The engine's reference kernel rates, the same two cases everywhere: matmul 1024³ and a 3×3 conv with
+ * The engine's reference kernels, the same two cases everywhere: matmul 1024³ and a 3×3 conv with
  * 320 → 320 channels at 64×64 (names match the PyTorch reference's keys).
  */
-export function kernelTimings(reps: { matmul: [number, number]; conv: [number, number] }): Timing[] {
+export function referenceKernels(): ReferenceKernel[] {
   const g = new Generator(0);
-  return tidy(() => {
-    const a = randn([1024, 1024], { generator: g });
-    const b = randn([1024, 1024], { generator: g });
-    const x = randn([1, 320, 64, 64], { generator: g });
-    const w = randn([320, 320, 3, 3], { generator: g });
+  const [a, b, x, w] = tidy(() => [
+    randn([1024, 1024], { generator: g }),
+    randn([1024, 1024], { generator: g }),
+    randn([1, 320, 64, 64], { generator: g }),
+    randn([320, 320, 3, 3], { generator: g }),
+  ]);
+  return [
+    {
+      name: "matmul 1024³",
+      gflop: (2 * 1024 ** 3) / 1e9,
+      run: () => a.matmul(b).dispose(),
+      dispose: () => dispose([a, b]),
+    },
+    {
+      name: "conv3x3 320ch 64²",
+      gflop: (2 * 320 * 320 * 9 * 64 * 64) / 1e9,
+      run: () => F.conv2d(x, w, null, { padding: 1 }).dispose(),
+      dispose: () => dispose([x, w]),
+    },
+  ];
+}
+
+/** The reference kernels' median times (reps, warm-up per kernel). */
+export function kernelTimings(reps: { matmul: [number, number]; conv: [number, number] }): Timing[] {
+  const [matmul, conv] = referenceKernels() as [ReferenceKernel, ReferenceKernel];
+  try {
     return [
-      {
-        name: "matmul 1024³",
-        ms: timeMedian(() => a.matmul(b).dispose(), ...reps.matmul),
-        gflop: (2 * 1024 ** 3) / 1e9,
-      },
-      {
-        name: "conv3x3 320ch 64²",
-        ms: timeMedian(() => F.conv2d(x, w, null, { padding: 1 }).dispose(), ...reps.conv),
-        gflop: (2 * 320 * 320 * 9 * 64 * 64) / 1e9,
-      },
+      { name: matmul.name, ms: timeMedian(matmul.run, ...reps.matmul), gflop: matmul.gflop },
+      { name: conv.name, ms: timeMedian(conv.run, ...reps.conv), gflop: conv.gflop },
     ];
-  });
+  } finally {
+    matmul.dispose();
+    conv.dispose();
+  }
+}
+
+/**
+ * Median times of several functions measured in turn (f₁, f₂, …, f₁, f₂, …) after one warm-up each, so that
+ * rates compared with each other see the same machine: on a shared CPU, speed drifts by tens of percent
+ * within minutes, and back-to-back blocks of runs would fold that drift into their ratio.
+ */
+export function interleavedMedians(fns: (() => void)[], reps: number): number[] {
+  for (const f of fns) f();
+  const times = fns.map(() => [] as number[]);
+  for (let r = 0; r < reps; r++)
+    fns.forEach((f, i) => {
+      const s = process.hrtime.bigint();
+      f();
+      times[i]!.push(Number(process.hrtime.bigint() - s) / 1e6);
+    });
+  return times.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]!);
 }

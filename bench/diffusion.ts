@@ -2,7 +2,8 @@
 // 384 crop), batch 1, the empty-prompt text length 77 × 1024, under noGrad: forward time, peak RSS, the same
 // UNet in PyTorch (bench/reference/diffusion.py, python3-torch) in the same run, and the achieved GFLOP/s
 // against the engine's own rates measured in the same run:
-//   - the best-case reference kernels shared with bench/engine (matmul 1024³, conv3x3 320ch at 64²);
+//   - the best-case reference kernels shared with bench/engine (matmul 1024³, conv3x3 320ch at 64²), timed in
+//     turn with the forward (f, matmul, conv, f, …) so that the machine's drift cannot skew their ratio;
 //   - the UNet's own kernel shapes run alone, one by one, weighted by how often the forward runs each: every
 //     conv, every linear and every attention, through the inference paths the UNet takes ("inference") and
 //     through plain ATen (F.conv2d / F.linear / F.attention, i.e. what PyTorch runs: "aten").
@@ -26,8 +27,9 @@ import { dispose, Generator, noGrad, randn, setNumThreads, type Tensor, tidy } f
 import { native } from "../src/torch/native.js";
 import {
   bindingOverhead,
-  kernelTimings,
+  interleavedMedians,
   peakRssMb,
+  referenceKernels,
   report,
   resetPeakRss,
   rssMb,
@@ -50,9 +52,6 @@ const ref = withReference
 
 const g = new Generator(0);
 const out: Timing[] = [];
-
-// The engine's best-case rates (the same cases as bench/engine).
-out.push(...kernelTimings({ matmul: [10, 2], conv: [5, 1] }));
 
 const config = SD_PRESETS["sd-2-base"].unet;
 const H = 48;
@@ -169,10 +168,19 @@ const flops = countFlops();
 const gflop = (flops.conv + flops.linear + flops.attention) / 1e9;
 resetPeakRss();
 const rssBefore = rssMb();
-const ms = noGrad(() =>
-  timeMedian(() => unet.forward(z, 50, text, { taps: true }).sample.dispose(), reps, 1),
-);
+// The forward and the engine's best-case kernels (the same cases as bench/engine), measured in turn.
+const refs = referenceKernels();
+const [ms, ...kernelMs] = noGrad(() =>
+  interleavedMedians(
+    [() => unet.forward(z, 50, text, { taps: true }).sample.dispose(), ...refs.map((r) => r.run)],
+    reps,
+  ),
+) as [number, ...number[]];
 const peak = peakRssMb();
+refs.forEach((r, i) => {
+  out.push({ name: r.name, ms: kernelMs[i]!, gflop: r.gflop });
+  r.dispose();
+});
 out.push({ name: NAME, ms, gflop, peakRssMb: peak ?? undefined });
 // Share of the forward spent outside libtorch kernels (binding + JavaScript), target < 5 %.
 const overhead = noGrad(() =>

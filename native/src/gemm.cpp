@@ -82,6 +82,9 @@ Operand AsOperand(const at::Tensor& m) {
   return {m.contiguous(), 'N', std::max<int64_t>(cols, 1)};
 }
 
+// Up to this many rows, linears run as yᵀ = W·xᵀ (see Linear).
+constexpr int64_t kFewRows = 256;
+
 // y = x·Wᵀ + b over the last dimension of x.
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bOpt) {
   at::Tensor b = bOpt.has_value() ? *bOpt : at::Tensor();
@@ -92,12 +95,25 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const c10::optional<
   const Operand a = AsOperand(x.reshape({-1, k}));  // a view for contiguous tokens and for NCHW maps seen as tokens
   const Operand wt = AsOperand(w);
   const int64_t m = a.t.size(0);
-  // The bias is broadcast into C first and accumulated into (beta = 1). (A fresh buffer: contiguous() of an
-  // expanded one-row bias would be the bias itself.)
   at::Tensor y = at::empty({m, n}, x.options());
-  if (b.defined()) y.copy_(b.expand({m, n}));
-  Gemm(a.trans, wt.trans == 'N' ? 'T' : 'N', m, n, k, 1.f, a.t.data_ptr<float>(), a.ld, wt.t.data_ptr<float>(), wt.ld,
-       b.defined() ? 1.f : 0.f, y.data_ptr<float>(), n);
+  if (m <= kFewRows) {
+    // Few rows: yᵀ = W·xᵀ, then one transposed pass that also adds the bias. oneDNN then splits and blocks the
+    // weight's many rows rather than the few tokens: measured 1.2–3.3× faster for SD's 12² and 6² maps (144 and
+    // 36 tokens) and the 77 text tokens, equal from about 256 rows on.
+    at::Tensor yt = at::empty({n, m}, x.options());
+    Gemm(wt.trans, a.trans == 'N' ? 'T' : 'N', n, m, k, 1.f, wt.t.data_ptr<float>(), wt.ld, a.t.data_ptr<float>(), a.ld,
+         0.f, yt.data_ptr<float>(), m);
+    if (b.defined())
+      at::add_out(y, yt.t(), b);
+    else
+      y.copy_(yt.t());
+  } else {
+    // The bias is broadcast into C first and accumulated into (beta = 1). (A fresh buffer: contiguous() of an
+    // expanded one-row bias would be the bias itself.)
+    if (b.defined()) y.copy_(b.expand({m, n}));
+    Gemm(a.trans, wt.trans == 'N' ? 'T' : 'N', m, n, k, 1.f, a.t.data_ptr<float>(), a.ld, wt.t.data_ptr<float>(), wt.ld,
+         b.defined() ? 1.f : 0.f, y.data_ptr<float>(), n);
+  }
   std::vector<int64_t> shape = x.sizes().vec();
   shape.back() = n;
   return y.view(shape);

@@ -33,6 +33,7 @@ describe("inference paths (oneDNN sgemm) match ATen", () => {
           [1, 32, 64],
           [3, 1, 5],
           [144, 1280, 320],
+          [300, 64, 48], // past the few-rows (yᵀ = W·xᵀ) path
         ] as const) {
           for (const withBias of [false, true]) {
             const x = rand([1, m, k]);
@@ -47,11 +48,25 @@ describe("inference paths (oneDNN sgemm) match ATen", () => {
           }
         }
         // (B, h·w, C) tokens as a view of a (B, C, h, w) map, a 1-d input, and a slice of the weight's rows.
-        const map = rand([1, 24, 5, 7]);
-        const tokens = map.permute(0, 2, 3, 1).reshape(1, 35, 24);
         const w = rand([40, 24]);
         const b = rand([40]);
-        assert.ok(relErr(F.linearInference(tokens, w, b), F.linear(tokens, w, b)) < 1e-5);
+        for (const [h, wd] of [
+          [20, 20],
+          [5, 7],
+        ]) {
+          const view = rand([1, 24, h!, wd!])
+            .permute(0, 2, 3, 1)
+            .reshape(1, h! * wd!, 24);
+          assert.ok(
+            relErr(F.linearInference(view, w, b), F.linear(view, w, b)) < 1e-5,
+            `tokens of ${h}×${wd}`,
+          );
+          assert.ok(
+            relErr(F.linearInference(view, w), F.linear(view, w)) < 1e-5,
+            `tokens of ${h}×${wd}, no bias`,
+          );
+        }
+        const tokens = rand([1, 24, 5, 7]).permute(0, 2, 3, 1).reshape(1, 35, 24);
         const v = rand([24]);
         assert.deepEqual(F.linearInference(v, w, b).shape, [40]);
         assert.ok(relErr(F.linearInference(v, w, b), F.linear(v, w, b)) < 1e-5);
