@@ -3,9 +3,15 @@
 // 91 s CAT-Seg forward). Large blocks are therefore kept after free and handed out again for requests of a
 // similar size (best fit within 25 %), up to a cap on idle cached bytes (DEDOS_CPU_CACHE_MB, default 4096).
 // Small requests go to malloc, whose heap is kept warm by the mallopt settings in addon.cpp.
+// Blocks from 4 MiB up are mapped on 2 MiB boundaries and marked for transparent huge pages (the usual
+// "madvise" THP mode maps them only when asked): one fault and one TLB entry per 2 MiB instead of 512. A DEDOS
+// inference view spent a third of its CPU time in the kernel's page-fault path before.
+#include <sys/mman.h>
+
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <unordered_map>
@@ -18,6 +24,8 @@ namespace {
 
 constexpr size_t kLarge = 1 << 20;        // requests from 1 MiB up are cached
 constexpr size_t kPage = 4096;
+constexpr size_t kHuge = 2 << 20;         // a transparent huge page
+constexpr size_t kHugeFrom = 4 << 20;     // blocks from here on are huge-page mapped (≤ 50 % rounding, ≤ 2 MiB)
 
 struct CachingCpuAllocator final : public c10::Allocator {
   mutable std::mutex mu;
@@ -37,6 +45,33 @@ struct CachingCpuAllocator final : public c10::Allocator {
     return p;
   }
 
+  // `capacity` bytes (a multiple of kHuge) at a kHuge boundary, advised for huge pages.
+  static void* MapHuge(size_t capacity) {
+    const size_t span = capacity + kHuge;
+    void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) throw std::bad_alloc();
+    const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+    const uintptr_t aligned = (start + kHuge - 1) / kHuge * kHuge;
+    if (aligned > start) munmap(raw, aligned - start);
+    const size_t tail = start + span - (aligned + capacity);
+    if (tail > 0) munmap(reinterpret_cast<void*>(aligned + capacity), tail);
+    void* p = reinterpret_cast<void*>(aligned);
+    madvise(p, capacity, MADV_HUGEPAGE);  // advice only: without THP the pages are simply 4 KiB
+    return p;
+  }
+
+  static size_t CapacityFor(size_t n) {
+    const size_t unit = n >= kHugeFrom ? kHuge : kPage;
+    return (n + unit - 1) / unit * unit;
+  }
+
+  static void FreeBlock(void* p, size_t capacity) {
+    if (capacity >= kHugeFrom)
+      munmap(p, capacity);
+    else
+      std::free(p);
+  }
+
   c10::DataPtr allocate(size_t n) const override {
     if (n < kLarge) {
       void* p = n == 0 ? nullptr : Raw(n);
@@ -53,8 +88,8 @@ struct CachingCpuAllocator final : public c10::Allocator {
       }
     }
     if (p == nullptr) {
-      size_t capacity = (n + kPage - 1) / kPage * kPage;
-      p = Raw(capacity);
+      size_t capacity = CapacityFor(n);
+      p = capacity >= kHugeFrom ? MapHuge(capacity) : Raw(capacity);
       std::lock_guard<std::mutex> g(mu);
       capacity_[p] = capacity;
     }
@@ -82,12 +117,12 @@ struct CachingCpuAllocator final : public c10::Allocator {
       auto last = std::prev(idle.end());
       idleBytes -= last->first;
       capacity_.erase(last->second);
-      std::free(last->second);
+      FreeBlock(last->second, last->first);
       idle.erase(last);
     }
     if (capacity > cap) {
       capacity_.erase(base);
-      std::free(base);
+      FreeBlock(base, capacity);
       return;
     }
     idle.emplace(capacity, base);
@@ -98,7 +133,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
     std::lock_guard<std::mutex> g(mu);
     for (auto& [size, p] : idle) {
       capacity_.erase(p);
-      std::free(p);
+      FreeBlock(p, size);
     }
     idle.clear();
     idleBytes = 0;
