@@ -257,18 +257,20 @@ export function kernelTimings(reps: { matmul: [number, number]; conv: [number, n
 }
 
 /**
- * Median times of several functions measured in turn (f₁, f₂, …, f₁, f₂, …) after one warm-up each, so that
- * rates compared with each other see the same machine: on a shared CPU, speed drifts by tens of percent
- * within minutes, and back-to-back blocks of runs would fold that drift into their ratio.
+ * Median times of several functions measured in turn, round after round, so that rates compared with each
+ * other see the same machine: on a shared CPU, speed drifts by tens of percent within minutes, and back-to-back
+ * blocks of runs would fold that drift into their ratio. In each round an entry with `runs` > 1 is first run
+ * once untimed (its caches warm again after the others), then timed over `runs` calls (mean per call).
  */
-export function interleavedMedians(fns: (() => void)[], reps: number): number[] {
-  for (const f of fns) f();
-  const times = fns.map(() => [] as number[]);
-  for (let r = 0; r < reps; r++)
-    fns.forEach((f, i) => {
+export function interleavedMedians(entries: { fn: () => void; runs: number }[], rounds: number): number[] {
+  for (const e of entries) e.fn();
+  const times = entries.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++)
+    entries.forEach((e, i) => {
+      if (e.runs > 1) e.fn();
       const s = process.hrtime.bigint();
-      f();
-      times[i]!.push(Number(process.hrtime.bigint() - s) / 1e6);
+      for (let k = 0; k < e.runs; k++) e.fn();
+      times[i]!.push(Number(process.hrtime.bigint() - s) / 1e6 / e.runs);
     });
   return times.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]!);
 }

@@ -3,7 +3,8 @@
 // UNet in PyTorch (bench/reference/diffusion.py, python3-torch) in the same run, and the achieved GFLOP/s
 // against the engine's own rates measured in the same run:
 //   - the best-case reference kernels shared with bench/engine (matmul 1024³, conv3x3 320ch at 64²), timed in
-//     turn with the forward (f, matmul, conv, f, …) so that the machine's drift cannot skew their ratio;
+//     turn with the forward (f, matmul ×3, conv ×3, f, … after a warm-up run each) so that the machine's
+//     drift cannot skew their ratio;
 //   - the UNet's own kernel shapes run alone, one by one, weighted by how often the forward runs each: every
 //     conv, every linear and every attention, through the inference paths the UNet takes ("inference") and
 //     through plain ATen (F.conv2d / F.linear / F.attention, i.e. what PyTorch runs: "aten").
@@ -172,7 +173,10 @@ const rssBefore = rssMb();
 const refs = referenceKernels();
 const [ms, ...kernelMs] = noGrad(() =>
   interleavedMedians(
-    [() => unet.forward(z, 50, text, { taps: true }).sample.dispose(), ...refs.map((r) => r.run)],
+    [
+      { fn: () => unet.forward(z, 50, text, { taps: true }).sample.dispose(), runs: 1 },
+      ...refs.map((r) => ({ fn: r.run, runs: 3 })),
+    ],
     reps,
   ),
 ) as [number, ...number[]];

@@ -26,6 +26,11 @@ constexpr size_t kLarge = 1 << 20;        // requests from 1 MiB up are cached
 constexpr size_t kPage = 4096;
 constexpr size_t kHuge = 2 << 20;         // a transparent huge page
 constexpr size_t kHugeFrom = 4 << 20;     // blocks from here on are huge-page mapped (≤ 50 % rounding, ≤ 2 MiB)
+// DEDOS_HUGEPAGES=0: no huge-page advice (A/B measurements).
+const bool kHugePages = [] {
+  const char* e = std::getenv("DEDOS_HUGEPAGES");
+  return !(e != nullptr && e[0] == '0');
+}();
 
 struct CachingCpuAllocator final : public c10::Allocator {
   mutable std::mutex mu;
@@ -56,7 +61,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
     const size_t tail = start + span - (aligned + capacity);
     if (tail > 0) munmap(reinterpret_cast<void*>(aligned + capacity), tail);
     void* p = reinterpret_cast<void*>(aligned);
-    madvise(p, capacity, MADV_HUGEPAGE);  // advice only: without THP the pages are simply 4 KiB
+    if (kHugePages) madvise(p, capacity, MADV_HUGEPAGE);  // advice only: without THP the pages are simply 4 KiB
     return p;
   }
 
