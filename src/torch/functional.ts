@@ -26,18 +26,20 @@ export interface Conv2dOptions {
   dilation?: number | number[];
   groups?: number;
 }
+/** The native conv2d argument list: (x, w, b|null, stride, padding, dilation, groups). */
+function convArgs(x: Tensor, weight: Tensor, bias: Tensor | null | undefined, o: Conv2dOptions) {
+  return [
+    x.handle,
+    weight.handle,
+    bias?.handle ?? null,
+    pair(o.stride ?? 1),
+    pair(o.padding ?? 0),
+    pair(o.dilation ?? 1),
+    o.groups ?? 1,
+  ] as const;
+}
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, o: Conv2dOptions = {}): Tensor {
-  return new Tensor(
-    N.conv2d(
-      x.handle,
-      weight.handle,
-      bias?.handle ?? null,
-      pair(o.stride ?? 1),
-      pair(o.padding ?? 0),
-      pair(o.dilation ?? 1),
-      o.groups ?? 1,
-    ),
-  );
+  return new Tensor(N.conv2d(...convArgs(x, weight, bias, o)));
 }
 /**
  * F.conv2d for inference (conditions as linearInference): 1×1 convolutions run as one sgemm on the NCHW map,
@@ -50,17 +52,7 @@ export function conv2dInference(
   bias?: Tensor | null,
   o: Conv2dOptions = {},
 ): Tensor {
-  return new Tensor(
-    N.conv2dInference(
-      x.handle,
-      weight.handle,
-      bias?.handle ?? null,
-      pair(o.stride ?? 1),
-      pair(o.padding ?? 0),
-      pair(o.dilation ?? 1),
-      o.groups ?? 1,
-    ),
-  );
+  return new Tensor(N.conv2dInference(...convArgs(x, weight, bias, o)));
 }
 export function convTranspose2d(
   x: Tensor,
