@@ -13,6 +13,7 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -40,6 +41,8 @@ struct CachingCpuAllocator final : public c10::Allocator {
   mutable std::multimap<size_t, void*> idle;          // capacity → idle block
   mutable std::unordered_map<void*, size_t> capacity_;  // every large block (in use or idle) → capacity
   mutable size_t idleBytes = 0;
+  mutable size_t totalBytes = 0;  // capacity of every large block, in use or idle
+  mutable uint64_t hits = 0, misses = 0;  // large requests served from the cache / by a new block
   size_t cap;
 
   size_t ramBudget;  // resident bytes above which idle blocks are freed rather than kept
@@ -102,11 +105,14 @@ struct CachingCpuAllocator final : public c10::Allocator {
     void* p = nullptr;
     {
       std::lock_guard<std::mutex> g(mu);
+      // Best fit up to 25 % larger, or up to the capacity a new block for n would get (the 2 MiB rounding of
+      // huge-page blocks exceeds 25 % below 8 MiB: a block made for n must serve n again).
       auto it = idle.lower_bound(n);
-      if (it != idle.end() && it->first <= n + n / 4) {
+      if (it != idle.end() && it->first <= std::max(n + n / 4, CapacityFor(n))) {
         p = it->second;
         idleBytes -= it->first;
         idle.erase(it);
+        hits++;
       }
     }
     if (p == nullptr) {
@@ -114,6 +120,8 @@ struct CachingCpuAllocator final : public c10::Allocator {
       p = capacity >= kHugeFrom ? MapHuge(capacity) : Raw(capacity);
       std::lock_guard<std::mutex> g(mu);
       capacity_[p] = capacity;
+      totalBytes += capacity;
+      misses++;
     }
     // data == context, as raw_allocate()/raw_deallocate() require.
     return {p, p, &LargeDelete, c10::Device(c10::DeviceType::CPU)};
@@ -134,6 +142,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
   void DropBiggestIdle() {
     auto last = std::prev(idle.end());
     idleBytes -= last->first;
+    totalBytes -= last->first;
     capacity_.erase(last->second);
     FreeBlock(last->second, last->first);
     idle.erase(last);
@@ -152,11 +161,13 @@ struct CachingCpuAllocator final : public c10::Allocator {
       DropBiggestIdle();
     }
     if (rss > ramBudget) {
+      totalBytes -= capacity;
       capacity_.erase(base);
       FreeBlock(base, capacity);
       return;
     }
     if (capacity > cap) {
+      totalBytes -= capacity;
       capacity_.erase(base);
       FreeBlock(base, capacity);
       return;
@@ -168,6 +179,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
   void EmptyCache() {
     std::lock_guard<std::mutex> g(mu);
     for (auto& [size, p] : idle) {
+      totalBytes -= size;
       capacity_.erase(p);
       FreeBlock(p, size);
     }
@@ -195,9 +207,16 @@ void InstallCpuAllocator(Napi::Env env, Napi::Object exports) {
     g_alloc->EmptyCache();
     return env.Undefined();
   });
-  DEDOS_OP("cachedBytes", {
+  // {idleBytes, largeBytes, hits, misses}: the cache's idle bytes, the capacity of all large blocks (in use
+  // or idle), and how many large requests were served from the cache or by a new block.
+  DEDOS_OP("allocatorStats", {
     std::lock_guard<std::mutex> g(g_alloc->mu);
-    return Napi::Number::New(env, static_cast<double>(g_alloc->idleBytes));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("idleBytes", static_cast<double>(g_alloc->idleBytes));
+    o.Set("largeBytes", static_cast<double>(g_alloc->totalBytes));
+    o.Set("hits", static_cast<double>(g_alloc->hits));
+    o.Set("misses", static_cast<double>(g_alloc->misses));
+    return o;
   });
 }
 

@@ -911,3 +911,18 @@ export function hasCuda(): boolean {
 export function liveTensorBytes(): number {
   return N.reportedBytes();
 }
+
+/** The CPU caching allocator's state for blocks of 1 MiB and more (native/src/allocator.cpp). */
+export interface AllocatorStats {
+  /** Bytes of freed blocks kept for reuse. */
+  idleBytes: number;
+  /** Capacity of every large block, in use or idle. */
+  largeBytes: number;
+  /** Large requests served from the cache. */
+  hits: number;
+  /** Large requests served by a new block (fresh pages the kernel has to fault in and clear). */
+  misses: number;
+}
+export function allocatorStats(): AllocatorStats {
+  return N.allocatorStats() as AllocatorStats;
+}

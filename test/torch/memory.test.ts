@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { AdamW, F, Generator, liveTensorBytes, nn, randn, tidy } from "../../src/torch/index.js";
+import {
+  AdamW,
+  allocatorStats,
+  empty,
+  F,
+  Generator,
+  liveTensorBytes,
+  nn,
+  randn,
+  tidy,
+} from "../../src/torch/index.js";
 import { native } from "../../src/torch/native.js";
 
 describe("memory", () => {
@@ -28,6 +38,20 @@ describe("memory", () => {
     assert.equal(native.liveHandles(), handles0, "live tensor handles");
     assert.equal(liveTensorBytes(), bytes0, "reported tensor bytes");
     assert.ok(growMB < 8, `RSS grew by ${growMB.toFixed(1)} MB over 10,000 iterations`);
+  });
+  it("the CPU allocator hands a freed large block back to the next request of the same size", () => {
+    // 4–8 MiB requests are rounded up to 2 MiB huge-page multiples, more than the cache's 25 % best-fit slack:
+    // 6.33 MiB got an 8 MiB block that no later 6.33 MiB request would take (a new, zeroed block every time).
+    for (const bytes of [1.5, 3, 4.22, 6.33, 7.9, 8.1, 12.6, 33].map((m) => Math.round(m * 2 ** 20))) {
+      const numel = Math.ceil(bytes / 4);
+      empty([numel]).dispose(); // may need a new block (nothing of this size idle yet)
+      const before = allocatorStats();
+      for (let i = 0; i < 10; i++) empty([numel]).dispose();
+      const after = allocatorStats();
+      assert.equal(after.misses - before.misses, 0, `new blocks for ${bytes} bytes`);
+      assert.equal(after.hits - before.hits, 10, `cache hits for ${bytes} bytes`);
+      assert.equal(after.largeBytes, before.largeBytes, `large-block bytes for ${bytes} bytes`);
+    }
   });
   it("tensors outside every scope are freed by the garbage collector when dropped", async () => {
     const before = native.liveHandles();
