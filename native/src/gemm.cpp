@@ -1,4 +1,5 @@
-// Inference fast paths on oneDNN's sgemm: linear, pointwise and small-map convolutions, and attention.
+// Fast paths on oneDNN's sgemm: F.linear (forward and backward), and for inference pointwise and small-map
+// convolutions and attention.
 //
 // Why: libtorch runs fp32 linears and matmuls through the system BLAS (on Debian, OpenBLAS, whose kernel choice
 // may be pinned by OPENBLAS_CORETYPE and then ignore AVX-512), and its oneDNN convolutions reorder the
@@ -7,13 +8,14 @@
 // row-major operands as they are, picks its kernels from the CPU's ISA, and needs no persistent packed copy.
 //
 // Every op here computes the same function as its ATen counterpart (up to float rounding) and falls back to it
-// whenever the fast path does not apply: a tensor that needs a gradient while grad mode is on, non-CPU or
+// whenever the fast path does not apply: (except for F.linear) a tensor that needs a gradient, non-CPU or
 // non-float32 tensors, CPU autocast, shapes outside the cases below, or a libtorch without a separately loaded
 // oneDNN (pytorch.org builds link it statically and hide its symbols; then dnnl_sgemm is simply not found).
 #include <dlfcn.h>
 
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <cstdlib>
 #include <string>
@@ -47,18 +49,26 @@ void Gemm(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const 
   if (status != 0) throw std::runtime_error("dnnl_sgemm failed with status " + std::to_string(status));
 }
 
-// CPU float32 strided tensors none of which needs a gradient (undefined tensors are skipped), outside CPU
-// autocast regions (there ATen casts the operands first).
-bool Eligible(std::initializer_list<const at::Tensor*> ts) {
+// CPU float32 strided tensors (undefined tensors are skipped), outside CPU autocast regions (there ATen casts
+// the operands first), with sgemm found and enabled.
+bool SgemmApplies(std::initializer_list<const at::Tensor*> ts) {
   if (kSgemm == nullptr || !gEnabled || at::autocast::is_cpu_enabled()) return false;
-  bool grad = at::GradMode::is_enabled();
-  for (const at::Tensor* t : ts) {
-    if (!t->defined()) continue;
-    if (!t->device().is_cpu() || t->scalar_type() != at::kFloat || t->layout() != at::kStrided) return false;
-    if (grad && t->requires_grad()) return false;
-  }
+  for (const at::Tensor* t : ts)
+    if (t->defined() && (!t->device().is_cpu() || t->scalar_type() != at::kFloat || t->layout() != at::kStrided))
+      return false;
   return true;
 }
+
+// Whether autograd would record an op on these tensors.
+bool NeedsGrad(std::initializer_list<const at::Tensor*> ts) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const at::Tensor* t : ts)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+// The inference paths: sgemm applies and no gradient is needed.
+bool Eligible(std::initializer_list<const at::Tensor*> ts) { return SgemmApplies(ts) && !NeedsGrad(ts); }
 
 // A (rows × cols) matrix as sgemm reads it: row-major as it is ('N'), column-major as the transpose of a
 // row-major matrix ('T'), anything else as a row-major copy. `ld` is the leading dimension sgemm expects.
@@ -117,6 +127,58 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const c10::optional<
   std::vector<int64_t> shape = x.sizes().vec();
   shape.back() = n;
   return y.view(shape);
+}
+
+// c = a·b for 2-D operands in any layout AsOperand reads (row-major, or transposed views of row-major).
+at::Tensor Mm(const at::Tensor& a, const at::Tensor& b) {
+  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  at::Tensor c = at::empty({m, n}, a.options());
+  if (m == 0 || n == 0) return c;
+  if (k == 0) return c.zero_();
+  const Operand oa = AsOperand(a), ob = AsOperand(b);
+  Gemm(oa.trans, ob.trans, m, n, k, 1.f, oa.t.data_ptr<float>(), oa.ld, ob.t.data_ptr<float>(), ob.ld, 0.f,
+       c.data_ptr<float>(), n);
+  return c;
+}
+
+// y = x·Wᵀ + b with its backward on sgemm too: dx = dy·W, dW = dyᵀ·x, db = Σ dy. Training's linears otherwise run
+// on the system BLAS, which may be pinned to older kernels (OPENBLAS_CORETYPE); oneDNN picks the CPU's best.
+struct LinearFunction : public torch::autograd::Function<LinearFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            const c10::optional<at::Tensor>& b) {
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["bias"] = b.has_value() && b->defined();
+    return Linear(x, w, b);  // grad mode is off inside forward: the sgemm path
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &w = saved[1];
+    const bool bias = ctx->saved_data["bias"].toBool();
+    const int64_t n = w.size(0), k = w.size(1);
+    const at::Tensor g = grads[0].reshape({-1, n});  // (m, n)
+    // A double backward (create_graph) needs differentiable products: ATen's.
+    const bool graph = at::GradMode::is_enabled();
+    auto mm = [&](const at::Tensor& a, const at::Tensor& b) {
+      return graph || !SgemmApplies({&a, &b}) ? at::mm(a, b) : Mm(a, b);
+    };
+    at::Tensor dx, dw, db;
+    if (ctx->needs_input_grad(0)) dx = mm(g, w).view(x.sizes());
+    if (ctx->needs_input_grad(1)) dw = mm(g.t(), x.reshape({-1, k}));
+    if (bias && ctx->needs_input_grad(2)) db = g.sum(0);
+    return {dx, dw, db};
+  }
+};
+
+// F.linear: sgemm forward and backward when a gradient is needed, the inference path when none is, ATen when sgemm
+// does not apply (other devices and dtypes, autocast, DEDOS_DNNL_GEMM=0).
+at::Tensor LinearAny(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bOpt) {
+  at::Tensor b = bOpt.has_value() ? *bOpt : at::Tensor();
+  if (!NeedsGrad({&x, &w, &b})) return Linear(x, w, bOpt);
+  if (!SgemmApplies({&x, &w, &b}) || x.dim() < 1 || w.dim() != 2 || x.size(-1) != w.size(1) ||
+      (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0))))
+    return at::linear(x, w, bOpt);
+  return LinearFunction::apply(x, w, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
 }
 
 // Output maps up to this many pixels run 3×3 (k×k) convolutions as im2col + sgemm; larger ones go to ATen
@@ -202,6 +264,9 @@ at::Tensor Attention(const at::Tensor& qIn, const at::Tensor& kIn, const at::Ten
 }  // namespace
 
 void InitGemm(Napi::Env env, Napi::Object exports) {
+  DEDOS_OP("linear", {
+    return dedos::Ret(env, LinearAny(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgOptTensor(info, 2)));
+  });
   DEDOS_OP("linearInference", {
     return dedos::Ret(env, Linear(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgOptTensor(info, 2)));
   });

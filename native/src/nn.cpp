@@ -11,9 +11,7 @@ static int64_t Reduction(const std::string& r) {
 }
 
 void InitNN(Napi::Env env, Napi::Object exports) {
-  DEDOS_OP("linear", {
-    return dedos::Ret(env, at::linear(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgOptTensor(info, 2)));
-  });
+  // linear: native/src/gemm.cpp (sgemm forward and backward).
   DEDOS_OP("conv2d", {
     // conv2d(x, w, b|null, stride, padding, dilation, groups)
     return dedos::Ret(env, at::conv2d(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgOptTensor(info, 2),

@@ -5,7 +5,11 @@ import { type Generator, Tensor, tidy } from "./tensor.js";
 type Reduction = "mean" | "sum" | "none";
 const pair = (v: number | number[]): number[] => (typeof v === "number" ? [v, v] : v);
 
-/** y = x·Wᵀ + b */
+/**
+ * y = x·Wᵀ + b. CPU float32 forwards and backwards run on oneDNN's sgemm (the CPU's best kernels, whatever BLAS
+ * libtorch was built with or OPENBLAS_CORETYPE pins); other devices and dtypes, autocast and
+ * DEDOS_DNNL_GEMM=0 run ATen's linear.
+ */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   return new Tensor(N.linear(x.handle, weight.handle, bias?.handle ?? null));
 }

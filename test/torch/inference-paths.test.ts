@@ -1,8 +1,10 @@
 // F.linearInference / F.conv2dInference / F.attentionInference (oneDNN sgemm paths for gradient-free forwards)
-// against the plain ATen ops, including the layouts the diffusion models hand them, and their fallbacks.
+// and F.linear (sgemm forward and backward) against the plain ATen ops (DEDOS_DNNL_GEMM off), including the
+// layouts the diffusion models hand them, and their fallbacks.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
+  autogradGrad,
   F,
   Generator,
   getNumThreads,
@@ -16,6 +18,17 @@ import { native } from "../../src/torch/native.js";
 
 const g = new Generator(7);
 const rand = (shape: number[]) => randn(shape, { generator: g });
+/** fn with every sgemm path off: what plain ATen computes. */
+function aten<T>(fn: () => T): T {
+  const was = native.inferenceGemmAvailable();
+  native.setInferenceGemm(false);
+  try {
+    return fn();
+  } finally {
+    native.setInferenceGemm(was);
+  }
+}
+const linearAten = (x: Tensor, w: Tensor, b?: Tensor | null) => aten(() => F.linear(x, w, b));
 /** max |a − b| / max |b| */
 const relErr = (a: Tensor, b: Tensor) =>
   tidy(() => a.sub(b).abs().max().item() / Math.max(b.abs().max().item(), 1e-30));
@@ -42,7 +55,7 @@ describe("inference paths (oneDNN sgemm) match ATen", () => {
             const bBefore = b?.clone() ?? null;
             const y = F.linearInference(x, w, b);
             assert.deepEqual(y.shape, [1, m, n]);
-            assert.ok(relErr(y, F.linear(x, w, b)) < 1e-5, `linear ${m}x${k}->${n}`);
+            assert.ok(relErr(y, linearAten(x, w, b)) < 1e-5, `linear ${m}x${k}->${n}`);
             // The bias is read, never written (a one-row output once aliased it).
             if (b && bBefore) assert.equal(b.sub(bBefore).abs().max().item(), 0);
           }
@@ -58,23 +71,23 @@ describe("inference paths (oneDNN sgemm) match ATen", () => {
             .permute(0, 2, 3, 1)
             .reshape(1, h! * wd!, 24);
           assert.ok(
-            relErr(F.linearInference(view, w, b), F.linear(view, w, b)) < 1e-5,
+            relErr(F.linearInference(view, w, b), linearAten(view, w, b)) < 1e-5,
             `tokens of ${h}×${wd}`,
           );
           assert.ok(
-            relErr(F.linearInference(view, w), F.linear(view, w)) < 1e-5,
+            relErr(F.linearInference(view, w), linearAten(view, w)) < 1e-5,
             `tokens of ${h}×${wd}, no bias`,
           );
         }
         const tokens = rand([1, 24, 5, 7]).permute(0, 2, 3, 1).reshape(1, 35, 24);
         const v = rand([24]);
         assert.deepEqual(F.linearInference(v, w, b).shape, [40]);
-        assert.ok(relErr(F.linearInference(v, w, b), F.linear(v, w, b)) < 1e-5);
+        assert.ok(relErr(F.linearInference(v, w, b), linearAten(v, w, b)) < 1e-5);
         const rows = w.narrow(0, 10, 20);
         assert.ok(
           relErr(
             F.linearInference(tokens, rows, b.narrow(0, 10, 20)),
-            F.linear(tokens, rows, b.narrow(0, 10, 20)),
+            linearAten(tokens, rows, b.narrow(0, 10, 20)),
           ) < 1e-5,
         );
       }),
@@ -149,6 +162,58 @@ describe("inference paths (oneDNN sgemm) match ATen", () => {
     assert.equal(getNumThreads(), 2);
     setNumThreads(before);
   });
+
+  it("F.linear with gradients: output and the gradients of x, W and b match ATen's", () =>
+    tidy(() => {
+      const leaf = (t: Tensor) => t.detach().requiresGrad_(true);
+      // [x shape, features out, bias, which of x / W / b need a gradient, x as a token view of an NCHW map]
+      for (const [xShape, n, withBias, needs, tokensOfMap] of [
+        [[2, 5, 24], 40, true, [true, true, true], false],
+        [[300, 24], 16, true, [true, true, true], false], // past the few-rows path
+        [[1, 35, 24], 40, false, [true, true, false], true],
+        [[7, 24], 12, true, [false, true, true], false], // input without a gradient (the first linear)
+        [[3, 7, 24], 12, true, [true, false, false], false], // frozen layer inside a trained network
+        [[24], 8, true, [true, true, true], false],
+      ] as const) {
+        const k = 24;
+        const xData = tokensOfMap
+          ? rand([1, k, 5, 7]).permute(0, 2, 3, 1).reshape(1, 35, k)
+          : rand([...xShape]);
+        const wData = rand([n, k]);
+        const bData = withBias ? rand([n]) : null;
+        const up = rand([...xShape.slice(0, -1), n]); // upstream gradient
+        const run = (linear: typeof F.linear) => {
+          const x = needs[0] ? leaf(xData) : xData;
+          const w = needs[1] ? leaf(wData) : wData;
+          const b = bData && needs[2] ? leaf(bData) : bData;
+          const y = linear(x, w, b);
+          y.mul(up).sum().backward();
+          return { y, grads: [x, w, b].map((t) => (t?.requiresGrad ? t.grad : null)) };
+        };
+        const ours = run(F.linear);
+        const ref = run(linearAten);
+        const what = `x [${xShape.join(", ")}] → ${n}`;
+        assert.equal(ours.y.requiresGrad, true, what);
+        assert.ok(relErr(ours.y, ref.y) < 1e-5, `${what}: y`);
+        ["x", "W", "b"].forEach((name, i) => {
+          const [a, r] = [ours.grads[i], ref.grads[i]];
+          assert.equal(a === null, r === null, `${what}: d${name} presence`);
+          if (a && r) assert.ok(relErr(a, r) < 1e-5, `${what}: d${name}`);
+        });
+      }
+      // Second order (a gradient penalty): d/dW of |dL/dx|² through the backward.
+      const x0 = rand([6, 24]);
+      const w0 = rand([10, 24]);
+      const up = rand([6, 10]);
+      const penaltyGrad = (linear: typeof F.linear) => {
+        const x = leaf(x0);
+        const w = leaf(w0);
+        const [dx] = autogradGrad([linear(x, w, null).mul(up).sum()], [x], { createGraph: true });
+        dx!.pow(2).sum().backward();
+        return w.grad!;
+      };
+      assert.ok(relErr(penaltyGrad(F.linear), penaltyGrad(linearAten)) < 1e-5, "second order");
+    }));
 
   it("falls back to ATen (with autograd) when a gradient is needed", () => {
     const x = rand([4, 8]).requiresGrad_(true);
