@@ -5,7 +5,7 @@
 //   node dist/bench/dedos.js [threads] [presets…]      (each preset runs in its own process: clean peak RSS)
 import { spawnSync } from "node:child_process";
 import { getBenchmark, loadClassNames } from "../src/data/benchmarks.js";
-import { AdamW, noGrad, rand, randint, setNumThreads, tidy } from "../src/torch/index.js";
+import { AdamW, allocatorStats, noGrad, rand, randint, setNumThreads, tidy } from "../src/torch/index.js";
 import { trainPreset } from "../src/train/config.js";
 import { applyUpdate, setupTrainable, totalLoss } from "../src/train/solver.js";
 import { bindingOverhead, peakRssMb, report, resetPeakRss, rssMb, type Timing } from "./common.js";
@@ -51,8 +51,18 @@ if (process.env.DEDOS_BENCH_CHILD) {
     fn();
     return performance.now() - s;
   };
+  /** fn's new large blocks: fresh memory the kernel has to fault in and clear (GB, count). */
+  const newBlocks = (fn: () => void) => {
+    const before = allocatorStats();
+    fn();
+    const after = allocatorStats();
+    return { gb: (after.newBytes - before.newBytes) / 1e9, count: after.misses - before.misses };
+  };
   const firstStepMs = time(step); // includes the optimizer state allocation
-  const stepMs = time(step);
+  let stepMs = 0;
+  const stepNewBlocks = newBlocks(() => {
+    stepMs = time(step);
+  });
   const stepOverhead = bindingOverhead(step);
   const inferMs = time(infer);
   const inferOverhead = bindingOverhead(infer);
@@ -73,6 +83,7 @@ if (process.env.DEDOS_BENCH_CHILD) {
       firstStepMs,
       stepMs,
       shareOutsideKernels: stepOverhead.share,
+      newBlocks: stepNewBlocks,
     },
     inference: { view: 512, classes: ade.length, ms: inferMs, shareOutsideKernels: inferOverhead.share },
     rssAfterMb: rssMb(),

@@ -1,8 +1,9 @@
 // A caching CPU allocator for large buffers. glibc serves big allocations with mmap and returns them to the
 // OS on free, so every op on large activations faults its pages in again (measured: 87 s of system time in a
 // 91 s CAT-Seg forward). Large blocks are therefore kept after free and handed out again for requests of a
-// similar size (best fit within 25 %), up to a cap on idle cached bytes (DEDOS_CPU_CACHE_MB, default 4096) and
-// only while the process stays under 85 % of physical memory.
+// similar size (best fit within 25 %), up to a cap on idle cached bytes (DEDOS_CPU_CACHE_MB, default half the
+// physical memory) and only while the process stays under 85 % of physical memory: past that, idle blocks are
+// freed before a new block is made and instead of being cached.
 // Small requests go to malloc, whose heap is kept warm by the mallopt settings in addon.cpp.
 // Blocks from 4 MiB up are mapped on 2 MiB boundaries and marked for transparent huge pages (the usual
 // "madvise" THP mode maps them only when asked): one fault and one TLB entry per 2 MiB instead of 512. A DEDOS
@@ -43,15 +44,20 @@ struct CachingCpuAllocator final : public c10::Allocator {
   mutable size_t idleBytes = 0;
   mutable size_t totalBytes = 0;  // capacity of every large block, in use or idle
   mutable uint64_t hits = 0, misses = 0;  // large requests served from the cache / by a new block
+  mutable uint64_t newBytes = 0;          // capacity of all blocks ever made (fresh pages to fault in and clear)
   size_t cap;
 
   size_t ramBudget;  // resident bytes above which idle blocks are freed rather than kept
 
   CachingCpuAllocator() {
-    const char* env = std::getenv("DEDOS_CPU_CACHE_MB");
-    cap = static_cast<size_t>(env ? std::atoll(env) : 4096) << 20;
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    ramBudget = pages > 0 && page > 0 ? static_cast<size_t>(0.85 * static_cast<double>(pages) * page) : SIZE_MAX;
+    const double ram = pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0;
+    ramBudget = ram > 0 ? static_cast<size_t>(0.85 * ram) : SIZE_MAX;
+    // Default: half the machine. A training step frees and re-allocates all its activations (10 GB for ViT-B
+    // DEDOS); with a 4 GB cap it mapped 20 GB of fresh pages per step and spent a quarter of its time clearing
+    // them. The memory guard (above and in allocate) keeps a large cache from causing an out-of-memory kill.
+    const char* env = std::getenv("DEDOS_CPU_CACHE_MB");
+    cap = env ? static_cast<size_t>(std::atoll(env)) << 20 : ram > 0 ? static_cast<size_t>(0.5 * ram) : size_t{4096} << 20;
   }
 
   // This process's resident set (from /proc/self/statm; a few microseconds, once per released large block).
@@ -117,10 +123,22 @@ struct CachingCpuAllocator final : public c10::Allocator {
     }
     if (p == nullptr) {
       size_t capacity = CapacityFor(n);
+      {
+        // Near the machine's memory, idle blocks (of other sizes) make room before new pages are touched.
+        std::lock_guard<std::mutex> g(mu);
+        if (!idle.empty()) {
+          size_t rss = ResidentBytes();
+          while (rss + capacity > ramBudget && !idle.empty()) {
+            rss -= std::min(rss, std::prev(idle.end())->first);
+            DropBiggestIdle();
+          }
+        }
+      }
       p = capacity >= kHugeFrom ? MapHuge(capacity) : Raw(capacity);
       std::lock_guard<std::mutex> g(mu);
       capacity_[p] = capacity;
       totalBytes += capacity;
+      newBytes += capacity;
       misses++;
     }
     // data == context, as raw_allocate()/raw_deallocate() require.
@@ -139,7 +157,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
     return capacity_.count(p) != 0;
   }
 
-  void DropBiggestIdle() {
+  void DropBiggestIdle() const {
     auto last = std::prev(idle.end());
     idleBytes -= last->first;
     totalBytes -= last->first;
@@ -207,8 +225,9 @@ void InstallCpuAllocator(Napi::Env env, Napi::Object exports) {
     g_alloc->EmptyCache();
     return env.Undefined();
   });
-  // {idleBytes, largeBytes, hits, misses}: the cache's idle bytes, the capacity of all large blocks (in use
-  // or idle), and how many large requests were served from the cache or by a new block.
+  // {idleBytes, largeBytes, hits, misses, newBytes}: the cache's idle bytes, the capacity of all large blocks
+  // (in use or idle), how many large requests were served from the cache or by a new block, and the capacity of
+  // all new blocks so far.
   DEDOS_OP("allocatorStats", {
     std::lock_guard<std::mutex> g(g_alloc->mu);
     Napi::Object o = Napi::Object::New(env);
@@ -216,6 +235,7 @@ void InstallCpuAllocator(Napi::Env env, Napi::Object exports) {
     o.Set("largeBytes", static_cast<double>(g_alloc->totalBytes));
     o.Set("hits", static_cast<double>(g_alloc->hits));
     o.Set("misses", static_cast<double>(g_alloc->misses));
+    o.Set("newBytes", static_cast<double>(g_alloc->newBytes));
     return o;
   });
 }

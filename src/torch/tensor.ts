@@ -922,7 +922,13 @@ export interface AllocatorStats {
   hits: number;
   /** Large requests served by a new block (fresh pages the kernel has to fault in and clear). */
   misses: number;
+  /** Capacity of all new blocks so far. */
+  newBytes: number;
 }
 export function allocatorStats(): AllocatorStats {
   return N.allocatorStats() as AllocatorStats;
+}
+/** Returns the CPU allocator's idle blocks to the system (memory other processes can then use). */
+export function emptyCache(): void {
+  N.emptyCache();
 }

@@ -4,6 +4,7 @@ import {
   AdamW,
   allocatorStats,
   empty,
+  emptyCache,
   F,
   Generator,
   liveTensorBytes,
@@ -52,6 +53,14 @@ describe("memory", () => {
       assert.equal(after.hits - before.hits, 10, `cache hits for ${bytes} bytes`);
       assert.equal(after.largeBytes, before.largeBytes, `large-block bytes for ${bytes} bytes`);
     }
+    const held = empty([(8 << 20) / 4]); // in use: emptyCache must leave it alone
+    emptyCache();
+    const stats = allocatorStats();
+    assert.equal(stats.idleBytes, 0);
+    assert.ok(stats.largeBytes >= 8 << 20);
+    held.fill_(1);
+    assert.equal(held.sum().item(), 2 ** 21);
+    held.dispose();
   });
   it("tensors outside every scope are freed by the garbage collector when dropped", async () => {
     const before = native.liveHandles();
