@@ -60,7 +60,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
     cap = env ? static_cast<size_t>(std::atoll(env)) << 20 : ram > 0 ? static_cast<size_t>(0.5 * ram) : size_t{4096} << 20;
   }
 
-  // This process's resident set (from /proc/self/statm; a few microseconds, once per released large block).
+  // This process's resident set (from /proc/self/statm; a few microseconds, read by MakeRoom).
   static size_t ResidentBytes() {
     FILE* f = std::fopen("/proc/self/statm", "r");
     if (f == nullptr) return 0;
@@ -126,13 +126,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
       {
         // Near the machine's memory, idle blocks (of other sizes) make room before new pages are touched.
         std::lock_guard<std::mutex> g(mu);
-        if (!idle.empty()) {
-          size_t rss = ResidentBytes();
-          while (rss + capacity > ramBudget && !idle.empty()) {
-            rss -= std::min(rss, std::prev(idle.end())->first);
-            DropBiggestIdle();
-          }
-        }
+        if (!idle.empty()) MakeRoom(capacity);
       }
       p = capacity >= kHugeFrom ? MapHuge(capacity) : Raw(capacity);
       std::lock_guard<std::mutex> g(mu);
@@ -157,13 +151,29 @@ struct CachingCpuAllocator final : public c10::Allocator {
     return capacity_.count(p) != 0;
   }
 
+  // Forgets a large block (not idle, or already taken out of `idle`) and frees it. Caller holds mu.
+  void Unmap(void* p, size_t capacity) const {
+    totalBytes -= capacity;
+    capacity_.erase(p);
+    FreeBlock(p, capacity);
+  }
+
   void DropBiggestIdle() const {
     auto last = std::prev(idle.end());
     idleBytes -= last->first;
-    totalBytes -= last->first;
-    capacity_.erase(last->second);
-    FreeBlock(last->second, last->first);
+    Unmap(last->second, last->first);
     idle.erase(last);
+  }
+
+  // Drops the biggest idle blocks until `incoming` more bytes fit under the RAM budget (or none are idle);
+  // returns the resident bytes estimated after. Caller holds mu.
+  size_t MakeRoom(size_t incoming) const {
+    size_t rss = ResidentBytes();
+    while (rss + incoming > ramBudget && !idle.empty()) {
+      rss -= std::min(rss, std::prev(idle.end())->first);
+      DropBiggestIdle();
+    }
+    return rss;
   }
 
   void Release(void* base) {
@@ -173,21 +183,8 @@ struct CachingCpuAllocator final : public c10::Allocator {
     while (idleBytes + capacity > cap && !idle.empty()) DropBiggestIdle();
     // Near the machine's memory: idle blocks are given back before anything else, so the cache never turns a
     // run that fits into an out-of-memory kill (the ViT-L training step peaks at 21 GB of 24 without it).
-    size_t rss = ResidentBytes();
-    while (rss > ramBudget && !idle.empty()) {
-      rss -= std::min(rss, std::prev(idle.end())->first);
-      DropBiggestIdle();
-    }
-    if (rss > ramBudget) {
-      totalBytes -= capacity;
-      capacity_.erase(base);
-      FreeBlock(base, capacity);
-      return;
-    }
-    if (capacity > cap) {
-      totalBytes -= capacity;
-      capacity_.erase(base);
-      FreeBlock(base, capacity);
+    if (MakeRoom(0) > ramBudget || capacity > cap) {
+      Unmap(base, capacity);
       return;
     }
     idle.emplace(capacity, base);
@@ -196,11 +193,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
 
   void EmptyCache() {
     std::lock_guard<std::mutex> g(mu);
-    for (auto& [size, p] : idle) {
-      totalBytes -= size;
-      capacity_.erase(p);
-      FreeBlock(p, size);
-    }
+    for (auto& [size, p] : idle) Unmap(p, size);
     idle.clear();
     idleBytes = 0;
   }

@@ -95,12 +95,16 @@ Operand AsOperand(const at::Tensor& m) {
 // Up to this many rows, linears run as yᵀ = W·xᵀ (see Linear).
 constexpr int64_t kFewRows = 256;
 
+// Shapes the sgemm linear handles: x (…, k), w (n, k), b (n) or undefined, none of them empty.
+bool LinearShapes(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1) && x.numel() > 0 && w.numel() > 0 &&
+         (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)));
+}
+
 // y = x·Wᵀ + b over the last dimension of x.
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bOpt) {
   at::Tensor b = bOpt.has_value() ? *bOpt : at::Tensor();
-  if (!Eligible({&x, &w, &b}) || x.dim() < 1 || w.dim() != 2 || x.size(-1) != w.size(1) || x.numel() == 0 ||
-      w.numel() == 0 || (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0))))
-    return at::linear(x, w, bOpt);
+  if (!Eligible({&x, &w, &b}) || !LinearShapes(x, w, b)) return at::linear(x, w, bOpt);
   const int64_t n = w.size(0), k = w.size(1);
   const Operand a = AsOperand(x.reshape({-1, k}));  // a view for contiguous tokens and for NCHW maps seen as tokens
   const Operand wt = AsOperand(w);
@@ -175,9 +179,7 @@ struct LinearFunction : public torch::autograd::Function<LinearFunction> {
 at::Tensor LinearAny(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bOpt) {
   at::Tensor b = bOpt.has_value() ? *bOpt : at::Tensor();
   if (!NeedsGrad({&x, &w, &b})) return Linear(x, w, bOpt);
-  if (!SgemmApplies({&x, &w, &b}) || x.dim() < 1 || w.dim() != 2 || x.size(-1) != w.size(1) ||
-      (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0))))
-    return at::linear(x, w, bOpt);
+  if (!SgemmApplies({&x, &w, &b}) || !LinearShapes(x, w, b)) return at::linear(x, w, bOpt);
   return LinearFunction::apply(x, w, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
 }
 
