@@ -34,7 +34,7 @@ export function buildFullSize(preset: string, seed = 0): FullSize {
     device: "cpu",
     emptyPromptEmbedding: () => empty.clone(),
   };
-  model.attachDiffusion(new DiffusionBranch(sd, { timesteps: config.diffusion.timesteps }));
+  model.attachDiffusion(new DiffusionBranch(sd, config.diffusion));
   return {
     model,
     sd,

@@ -93,12 +93,7 @@ export class Segmenter {
                 "(--sd DIR), the stable-diffusion-2-base folder in diffusers layout",
             );
           sd = loadDiffusersFolder(o.sd, { device });
-          m.attachDiffusion(
-            new DiffusionBranch(sd, {
-              timesteps: m.config.diffusion.timesteps,
-              clipSample: m.config.diffusion.clipSample,
-            }),
-          );
+          m.attachDiffusion(new DiffusionBranch(sd, m.config.diffusion));
         }
       } catch (e) {
         m.dispose();
@@ -135,7 +130,7 @@ export class Segmenter {
     const out = noGrad(() =>
       tidy(() => {
         const text = this.model.textEmbeddings(names, { synonyms: o.synonyms }).to(this.device); // (T, P, E)
-        const img = imageToTensor(rgb).to(this.device); // (1, 3, H, W) 0–255
+        const img = imageToTensor(rgb, "uint8").to(this.device); // (1, 3, H, W) 0–255
         const r = segmentTensor<unknown>(this.model, img, text, {
           window: this.window,
           output: o.scores ? "both" : "labels",

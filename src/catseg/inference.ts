@@ -1,7 +1,8 @@
 // CAT-Seg's test-time path (cat_seg/cat_seg_model.py `CATSeg.inference_sliding_window`, DEDOS spec §8):
 //
 //   image (1, 3, H, W) 0–255
-//   → ResizeShortestEdge(640, max 2560) (detectron2's test augmentation; the model sees uint8 pixels)
+//   → ResizeShortestEdge(640, max 2560), detectron2's test augmentation: on uint8 images (what the reference
+//     reads, and what files, Buffers and raw RGB arrays become here) Pillow's BILINEAR resize, bit for bit
 //   → bilinear to 640×640 → unfold into kernel×kernel windows (stride ⌊kernel·(1 − overlap)⌋)
 //     + a global view: the shortest-side-640 image resized to kernel×kernel
 //   → CLIP once for every view, the head on all classes → logits (views, T, 4g, 4g)
@@ -18,8 +19,9 @@
 // results are identical bit for bit), and the label map is a running argmax over the chunks. `headChunk`
 // optionally splits the head too (a different model for T > headChunk: every class aggregated, no cut).
 
+import { resizeBilinear, shortestEdgeSize } from "../data/resize.js";
 import * as F from "../torch/functional.js";
-import { cat, dispose, noGrad, ones, type Tensor, tidy, where } from "../torch/tensor.js";
+import { cat, dispose, noGrad, ones, type Tensor, tensor, tidy, where } from "../torch/tensor.js";
 
 /** Sliding-window geometry: square windows of `kernel` px, consecutive windows overlapping by `overlap`. */
 export interface WindowSpec {
@@ -54,8 +56,6 @@ export interface SegmentOptions {
   shortestSide?: number;
   /** ResizeShortestEdge cap on the longer side (INPUT.MAX_SIZE_TEST, 2560). */
   maxSize?: number;
-  /** Round the resized image to integers as detectron2's uint8 pipeline does (default true). */
-  quantize?: boolean;
   /** Side of the square the windows tile (`out_res`, 640). */
   outRes?: number;
   /** Average with the global view (default true, as the reference). */
@@ -100,16 +100,29 @@ function resizeMaps(x: Tensor, size: [number, number]): Tensor {
   });
 }
 
-/** detectron2 ResizeShortestEdge.get_output_shape: shortest side → `size`, longest capped at `maxSize`. */
-export function shortestEdgeSize(h: number, w: number, size: number, maxSize: number): [number, number] {
-  const scale = size / Math.min(h, w);
-  let [nh, nw] = h < w ? [size, scale * w] : [scale * h, size];
-  if (Math.max(nh, nw) > maxSize) {
-    const s = maxSize / Math.max(nh, nw);
-    nh *= s;
-    nw *= s;
+/**
+ * detectron2's test-time ResizeShortestEdge(`side`, `maxSize`) of an image (1, 3, H, W) on the 0–255 scale →
+ * float32 (1, 3, h, w) on the image's device. A uint8 image is resized as detectron2's ResizeTransform
+ * resizes the uint8 images its mapper reads: Pillow's BILINEAR (with its antialiasing filter when
+ * downscaling), exact to the byte. A float image takes detectron2's float path: torch bilinear,
+ * align_corners=False, no rounding. `side` 0 or a size already right: no resampling.
+ */
+export function testTimeResize(image: Tensor, side: number, maxSize: number): Tensor {
+  const [H, W] = [image.size(2), image.size(3)];
+  const [h, w] = side > 0 ? shortestEdgeSize(H, W, side, maxSize) : [H, W];
+  if (h < 1 || w < 1) {
+    throw new Error(
+      `image of ${W}×${H} px cannot be resized to a shortest side of ${side} within ${maxSize} px (it would be ${w}×${h})`,
+    );
   }
-  return [Math.trunc(nh + 0.5), Math.trunc(nw + 0.5)];
+  if (h === H && w === W) return image.float();
+  if (image.dtype !== "uint8")
+    return F.interpolate(image.float(), { size: [h, w], mode: "bilinear", alignCorners: false });
+  return tidy(() => {
+    const hwc = image.squeeze(0).permute(1, 2, 0).contiguous().to("cpu"); // (H, W, 3) uint8
+    const out = resizeBilinear(hwc.toTypedArray() as Uint8Array, W, H, 3, w, h);
+    return tensor(out, [h, w, 3], { dtype: "uint8" }).permute(2, 0, 1).unsqueeze(0).float().to(image.device);
+  });
 }
 
 /** The window geometry: stride int(kernel·(1 − overlap)), windows per side, checked to tile `outRes`. */
@@ -133,7 +146,8 @@ export function windowGrid(
 }
 
 /**
- * Segments one image: `image` (1, 3, H, W) on the 0–255 scale, `textEmbeds` (T, P, E) → scores (T, H, W)
+ * Segments one image: `image` (1, 3, H, W) on the 0–255 scale (uint8 for the reference's exact resize, see
+ * {@link testTimeResize}), `textEmbeds` (T, P, E) → scores (T, H, W)
  * and / or labels (H, W). Runs without gradients; the model should be in eval mode.
  */
 export function segmentTensor<Feat>(
@@ -163,16 +177,8 @@ export function segmentTensor<Feat>(
 
   return noGrad(() =>
     tidy(() => {
-      // 1. detectron2's test resize (its uint8 image → integers), then the 640×640 square.
-      let img = image.float();
-      const side = o.shortestSide ?? 640;
-      if (side > 0) {
-        const [h1, w1] = shortestEdgeSize(H, W, side, o.maxSize ?? 2560);
-        if (h1 !== H || w1 !== W) {
-          img = F.interpolate(img, { size: [h1, w1], mode: "bilinear", alignCorners: false });
-          if (o.quantize ?? true) img = img.round().clamp(0, 255);
-        }
-      }
+      // 1. detectron2's test resize, then the 640×640 square.
+      const img = testTimeResize(image, o.shortestSide ?? 640, o.maxSize ?? 2560);
       const square = F.interpolate(img, { size: [R, R], mode: "bilinear", alignCorners: false });
       // 2. Views: unfold "(C H W) L -> L C H W", then the global view.
       const tiles = F.unfold(square, k, { stride }).reshape(3, k, k, L).permute(3, 0, 1, 2);

@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { DEDOS_PRESET_NAMES } from "../dedos/config.js";
+import { DEDOS_PRESET_NAMES, upgradeDedosConfig } from "../dedos/config.js";
 import { dist } from "../torch/index.js";
 import { applyOverrides, type TrainConfig, trainPreset } from "../train/config.js";
 import { train } from "../train/trainer.js";
@@ -71,8 +71,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     console.error(`dedos train: --data and --out are required\n\n${HELP}`);
     return 2;
   }
-  const config = loadConfig(values.config ?? "vitb_384");
-  applyOverrides(config, values.set ?? []);
+  const config = loadConfig(values.config ?? "vitb_384", values.set ?? []);
   const nproc = Number(values.nproc ?? 1);
   if (!(Number.isInteger(nproc) && nproc >= 1)) throw new Error("--nproc must be a positive integer");
   const maxSteps = values["max-steps"] === undefined ? undefined : Number(values["max-steps"]);
@@ -123,11 +122,14 @@ export async function trainCommand(argv: string[]): Promise<number> {
   }
 }
 
-function loadConfig(name: string): TrainConfig {
-  if (!name.endsWith(".json")) return trainPreset(name);
+function loadConfig(name: string, overrides: readonly string[]): TrainConfig {
+  if (!name.endsWith(".json")) return trainPreset(name, overrides);
+  let config: TrainConfig;
   try {
-    return JSON.parse(readFileSync(name, "utf8")) as TrainConfig;
+    config = JSON.parse(readFileSync(name, "utf8")) as TrainConfig;
   } catch (e) {
     throw new Error(`${name}: cannot read the training config (${(e as Error).message})`);
   }
+  config.model = upgradeDedosConfig(config.model);
+  return applyOverrides(config, overrides);
 }

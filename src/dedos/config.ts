@@ -1,9 +1,16 @@
-// DEDOS configuration (../shared/design/DEDOS-SPEC.md §1–§7) as plain typed objects. Every constant of the
-// model is a field here; the two presets are the paper's ViT-B/16 @384 and ViT-L/14 @336 models. Switches
-// where the paper's figure and the authors' released code disagree default to the figure.
+// DEDOS configuration (docs/DEDOS-SPEC.md §1–§7) as plain typed objects. Every constant of the model is a
+// field here; the two presets are the paper's ViT-B/16 @384 and ViT-L/14 @336 models. Where the paper's
+// figure and the authors' released code disagree, the spec decides and the other reading is a switch:
+// the figure for the architecture (proxy conditioning, injection, similarity, head fusion), the released
+// code (with CAT-Seg's recipe) for the training recipe (empty prompt, CLIP fine-tuning, losses).
+//
+// Learning rates: parameters under the CLIP module train at solver.lr × solver.clipLrMultiplier (0.01);
+// every DEDOS module (proxy queries, injection, query memory, text aggregation, mask head, consistency
+// projections) and the CAT-Seg head train at the full solver.lr.
 
 import { type CatSegConfig, catSegPreset, validateCatSegConfig } from "../catseg/model.js";
 import { SD_PRESETS } from "../diffusion/config.js";
+import type { PromptPadding } from "../diffusion/text-encoder.js";
 import { unetTapSpecs } from "../diffusion/unet.js";
 
 /** §3: `diffusion` runs SD at inference too (figure); `static` merges the kernels alone (released code). */
@@ -18,6 +25,8 @@ export type HeadType = "mask-decoder" | "cost-aggregation";
 export type HeadFuse = "mean" | "none";
 /** §6: mask loss of the mask-classification head. */
 export type MaskLossType = "focal" | "bce";
+/** §4: how the per-layer consistency terms combine: summed (released code) or averaged. */
+export type ConsistencyReduction = "sum" | "mean";
 
 /** §3 Proxy queries. N = basicQueries·diffusionQueries queries of width C = basicDim·diffusionDim. */
 export interface ProxyConfig {
@@ -53,8 +62,10 @@ export interface InjectionConfig {
 export interface ConsistencyConfig {
   enabled: boolean;
   similarity: ConsistencySimilarity;
-  /** Loss weight (10). */
+  /** Loss weight (10), applied to each compared layer's term. */
   weight: number;
+  /** "sum" (default, the released code): Σ_l weight·term_l; "mean": the average over layers. */
+  reduction: ConsistencyReduction;
   /** SmoothL1 β (1). */
   beta: number;
   /** Width of the projections 𝒫^C (CLIP width → projDim) and 𝒫^L (C → projDim). */
@@ -106,7 +117,10 @@ export interface LossConfig {
   maskLoss: MaskLossType;
   /** CE weight of the extra "other" (no-object) class. */
   otherClassWeight: number;
-  /** Sampled points per mask (Mask2Former 12544); 0 = full masks at the mask-feature resolution. */
+  /**
+   * 0 (default, the released code): the mask losses on the full predicted masks; N: on N importance-sampled
+   * points per mask (Mask2Former: 12544, with oversampleRatio 3 and importanceSampleRatio 0.75).
+   */
   points: number;
   oversampleRatio: number;
   importanceSampleRatio: number;
@@ -123,6 +137,16 @@ export interface DiffusionBranchConfig {
   preset: "sd-2-base" | "sd-1.5";
   timesteps: number[];
   clipSample: boolean;
+  /** The empty prompt fed to the UNet: "none" (default: BOS + EOS, 2 tokens) or "max-length" (77). */
+  promptPadding: PromptPadding;
+}
+
+/** §1: which CLIP parameters train (both heads). */
+export interface ClipFinetuneConfig {
+  /** "attention" (default, CAT-Seg): the q and v projections of every attention layer; "none": frozen. */
+  finetune: "attention" | "none";
+  /** With `attention`: the text tower trains too (default true, CAT-Seg); false freezes it (the figure). */
+  finetuneText: boolean;
 }
 
 export interface DedosConfig {
@@ -138,8 +162,8 @@ export interface DedosConfig {
   textAggregation: TextAggregationConfig;
   maskHead: MaskHeadConfig;
   loss: LossConfig;
-  /** §1: which CLIP parameters train: q and v of every attention layer of both towers, or none. */
-  clipFinetune: "attention" | "none";
+  /** §1: which CLIP parameters train. */
+  clip: ClipFinetuneConfig;
 }
 
 export type DedosPresetName = "vitb_384" | "vitl_336";
@@ -165,7 +189,7 @@ export function dedosPreset(name: string): DedosConfig {
     catseg,
     enabled: true,
     head: "mask-decoder",
-    diffusion: { preset: "sd-2-base", timesteps, clipSample: true },
+    diffusion: { preset: "sd-2-base", timesteps, clipSample: true, promptPadding: "none" },
     proxy: {
       conditioning: "diffusion",
       basicQueries: 10,
@@ -182,6 +206,7 @@ export function dedosPreset(name: string): DedosConfig {
       enabled: true,
       similarity: "matrix",
       weight: 10,
+      reduction: "sum",
       beta: 1,
       projDim: 256,
       timestep: 50,
@@ -207,14 +232,14 @@ export function dedosPreset(name: string): DedosConfig {
       diceWeight: 1,
       maskLoss: "focal",
       otherClassWeight: 0.1,
-      points: 12544,
+      points: 0,
       oversampleRatio: 3,
       importanceSampleRatio: 0.75,
       deepSupervision: true,
       costAggregationWeight: 1,
       ignoreLabel: 255,
     },
-    clipFinetune: "attention",
+    clip: { finetune: "attention", finetuneText: true },
   };
 }
 
@@ -277,5 +302,33 @@ export function validateDedosConfig(c: DedosConfig): void {
     bad(`maskHead.normGroups ${m.normGroups} does not divide hiddenDim and maskDim`);
   if (m.memoryLevels < 1 || m.memoryLevels > 3)
     bad(`maskHead.memoryLevels must be 1..3, got ${m.memoryLevels}`);
-  if (c.loss.points < 0) bad(`loss.points must be ≥ 0`);
+  if (!Number.isInteger(c.loss.points) || c.loss.points < 0)
+    bad(`loss.points must be a non-negative integer, got ${c.loss.points}`);
+  const oneOf = <T extends string>(v: T, allowed: readonly T[], name: string) => {
+    if (!allowed.includes(v)) bad(`${name} must be ${allowed.join(" or ")}, got ${JSON.stringify(v)}`);
+  };
+  oneOf(c.diffusion.promptPadding, ["none", "max-length"], "diffusion.promptPadding");
+  oneOf(c.consistency.reduction, ["sum", "mean"], "consistency.reduction");
+  oneOf(c.clip.finetune, ["attention", "none"], "clip.finetune");
+  if (typeof c.clip.finetuneText !== "boolean")
+    bad(`clip.finetuneText must be true or false, got ${JSON.stringify(c.clip.finetuneText)}`);
+}
+
+/**
+ * A config saved before the recipe decisions of the fidelity issue (#17) lacks their fields; it is read
+ * with the values that model was trained with, so it keeps behaving as it did: a 77-token empty prompt,
+ * averaged consistency terms, `clipFinetune` (the text tower frozen for the mask-decoder head).
+ */
+export function upgradeDedosConfig(raw: DedosConfig): DedosConfig {
+  const c = structuredClone(raw) as DedosConfig & { clipFinetune?: "attention" | "none" };
+  if (c.diffusion && c.diffusion.promptPadding === undefined) c.diffusion.promptPadding = "max-length";
+  if (c.consistency && c.consistency.reduction === undefined) c.consistency.reduction = "mean";
+  if (c.clip === undefined && c.clipFinetune !== undefined) {
+    c.clip = {
+      finetune: c.clipFinetune,
+      finetuneText: !c.enabled || c.head === "cost-aggregation",
+    };
+  }
+  delete c.clipFinetune;
+  return c;
 }

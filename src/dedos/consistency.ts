@@ -5,7 +5,8 @@
 //   f̂ = proj_clip(f) · proj_query(Q)ᵀ                 (B, hw, N): each token along the N query directions
 //   "matrix":    target cos(f^a_i, f^b_j) (B, hw, hw), detached; prediction cos(f̂^a_i, f̂^b_j)
 //   "per-pixel": target cos(f^a_i, f^b_i) (B, hw),      detached; prediction cos(f̂^a_i, f̂^b_i)
-//   loss = weight · mean over layers of SmoothL1_β(prediction, target) (mean over elements)
+//   loss = Σ over layers of weight · SmoothL1_β(prediction, target) (mean over elements; the released code
+//          sums its terms), or the average over layers with `reduction = mean`
 //
 // Cosines follow torch.nn.functional.cosine_similarity: x·y / (max(‖x‖, 1e-8)·max(‖y‖, 1e-8)).
 // fa and fb never receive gradients (they are detached here as well); proj_clip, proj_query and Q do.
@@ -49,6 +50,8 @@ export class TextureSeparationLoss extends Module {
     super();
     if (cfg.similarity !== "matrix" && cfg.similarity !== "per-pixel")
       throw new Error(`TextureSeparationLoss: unknown consistency.similarity "${cfg.similarity}"`);
+    if (cfg.reduction !== "sum" && cfg.reduction !== "mean")
+      throw new Error(`TextureSeparationLoss: unknown consistency.reduction "${cfg.reduction}"`);
     this.proj_clip = this.child("proj_clip", new nn.Linear(clipWidth, cfg.projDim, true, o));
     this.proj_query = this.child("proj_query", new nn.Linear(queryDim, cfg.projDim, true, o));
   }
@@ -62,7 +65,7 @@ export class TextureSeparationLoss extends Module {
     });
   }
 
-  /** The scalar loss: weight · mean over layers of SmoothL1(prediction, target). */
+  /** The scalar loss: weight · SmoothL1(prediction, target) per layer, summed (or averaged) over layers. */
   forward(fa: Tensor[], fb: Tensor[], Q: Tensor): Tensor {
     this.validate(fa, fb, Q);
     const matrix = this.cfg.similarity === "matrix";
@@ -82,7 +85,7 @@ export class TextureSeparationLoss extends Module {
         });
         total = total ? total.add(term) : term;
       }
-      return total!.mul(this.cfg.weight / fa.length);
+      return total!.mul(this.cfg.reduction === "mean" ? this.cfg.weight / fa.length : this.cfg.weight);
     });
   }
 

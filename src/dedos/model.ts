@@ -24,7 +24,13 @@ import { saveSafetensors, withCheckpoint } from "../torch/io/load.js";
 import type { InitOptions } from "../torch/nn/layers.js";
 import { buildAndLoad, Module } from "../torch/nn/module.js";
 import { dispose, type Generator, noGrad, type Tensor, tidy } from "../torch/tensor.js";
-import { cloneDedosConfig, type DedosConfig, proxyShape, validateDedosConfig } from "./config.js";
+import {
+  cloneDedosConfig,
+  type DedosConfig,
+  proxyShape,
+  upgradeDedosConfig,
+  validateDedosConfig,
+} from "./config.js";
 import { TextureSeparationLoss } from "./consistency.js";
 import { SetCriterion } from "./criterion.js";
 import { MaskDecoderHead } from "./mask-head.js";
@@ -342,7 +348,7 @@ export class DedosModel extends Module {
   /** Whether the CLIP text tower trains (so text embeddings must be recomputed with gradients each step). */
   get textTowerTrains(): boolean {
     const c = this.config;
-    return c.clipFinetune === "attention" && (!c.enabled || c.head === "cost-aggregation");
+    return c.clip.finetune === "attention" && c.clip.finetuneText;
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -377,7 +383,7 @@ export class DedosModel extends Module {
                 : ""),
           );
         }
-        config = JSON.parse(meta.config) as DedosConfig;
+        config = upgradeDedosConfig(JSON.parse(meta.config) as DedosConfig);
       }
       const cfg = config;
       return buildAndLoad(

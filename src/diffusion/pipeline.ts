@@ -34,6 +34,7 @@ import {
   ClipTextModel,
   type ClipTextModelConfig,
   emptyPromptIds,
+  type PromptPadding,
   type PromptTokenSpec,
   readClipTextModelConfig,
   readPromptTokenSpec,
@@ -60,7 +61,11 @@ export interface ComponentFiles {
   weights: string | null;
 }
 
-export const EMPTY_PROMPT_CACHE = "dedos-empty-prompt.safetensors";
+/** The empty-prompt cache in a diffusers folder, per padding (`none` is the default one). */
+export function emptyPromptCacheName(padding: PromptPadding): string {
+  return padding === "none" ? "dedos-empty-prompt.safetensors" : `dedos-empty-prompt-${padding}.safetensors`;
+}
+const PROMPT_PADDINGS: readonly PromptPadding[] = ["none", "max-length"];
 const CACHE_FORMAT = "dedos-empty-prompt/1";
 
 const WEIGHT_NAMES = [
@@ -124,7 +129,7 @@ function place<M extends Module>(m: M, device: Device, dtype: PipelineDType): M 
 /** A loaded, frozen diffusers folder. */
 export class DiffusersFolder {
   private textEncoderModel: ClipTextModel | null = null;
-  private emptyPrompt: Tensor | null = null;
+  private readonly emptyPrompts = new Map<PromptPadding, Tensor>();
 
   constructor(
     readonly dir: string,
@@ -144,9 +149,9 @@ export class DiffusersFolder {
     readonly device: Device,
   ) {}
 
-  /** `<dir>/dedos-empty-prompt.safetensors` */
-  get emptyPromptCacheFile(): string {
-    return join(this.dir, EMPTY_PROMPT_CACHE);
+  /** `<dir>/dedos-empty-prompt.safetensors` (`none`), `<dir>/dedos-empty-prompt-max-length.safetensors`. */
+  emptyPromptCacheFile(padding: PromptPadding = "none"): string {
+    return join(this.dir, emptyPromptCacheName(padding));
   }
 
   /**
@@ -179,9 +184,13 @@ export class DiffusersFolder {
   }
 
   /** The empty prompt's last_hidden_state (1, L, D) on the folder's device and dtype, cached in memory too. */
-  emptyPromptEmbedding(): Tensor {
-    this.emptyPrompt ??= emptyPromptEmbedding(this).keep();
-    return this.emptyPrompt;
+  emptyPromptEmbedding(padding: PromptPadding = "none"): Tensor {
+    let e = this.emptyPrompts.get(padding);
+    if (!e) {
+      e = emptyPromptEmbedding(this, padding).keep();
+      this.emptyPrompts.set(padding, e);
+    }
+    return e;
   }
 
   /** Frees every weight (and the cached embedding). */
@@ -189,8 +198,8 @@ export class DiffusersFolder {
     this.vae.dispose();
     this.unet.dispose();
     this.releaseTextEncoder();
-    this.emptyPrompt?.dispose();
-    this.emptyPrompt = null;
+    dispose([...this.emptyPrompts.values()]);
+    this.emptyPrompts.clear();
   }
 }
 
@@ -217,7 +226,7 @@ export function loadDiffusersFolder(dir: string, o: LoadDiffusersOptions = {}): 
   // Resolve everything first, so a missing piece is reported before any large file is read.
   const vaeFiles = resolveComponent(dir, "vae", { variant: o.variant });
   const unetFiles = resolveComponent(dir, "unet", { variant: o.variant });
-  const cacheExists = existsSync(join(dir, EMPTY_PROMPT_CACHE));
+  const cacheExists = PROMPT_PADDINGS.some((p) => existsSync(join(dir, emptyPromptCacheName(p))));
   const teFiles = resolveComponent(dir, "text_encoder", {
     variant: o.variant,
     weightsRequired: !cacheExists,
@@ -276,9 +285,11 @@ function fileStamp(file: string | null): string {
 }
 
 /** The cache key: everything the embedding depends on. */
-function cacheKey(folder: DiffusersFolder): Record<string, string> {
+function cacheKey(folder: DiffusersFolder, padding: PromptPadding): Record<string, string> {
   const sha = createHash("sha256").update(readFileSync(folder.files.textEncoder.config)).digest("hex");
-  const ids = tidy(() => Array.from(emptyPromptIds(folder.tokens).toTypedArray() as BigInt64Array, Number));
+  const ids = tidy(() =>
+    Array.from(emptyPromptIds(folder.tokens, padding).toTypedArray() as BigInt64Array, Number),
+  );
   return {
     format: CACHE_FORMAT,
     text_encoder_config_sha256: sha,
@@ -324,13 +335,17 @@ export interface EmptyPromptResult {
 }
 
 /**
- * The empty prompt's `last_hidden_state` (1, 77, D) of the folder's text encoder (what diffusers feeds the
- * UNet for ""), read from `<dir>/dedos-empty-prompt.safetensors` when that is valid, else computed in fp32 on
- * the CPU and written there atomically (a write failure, e.g. a read-only folder, only warns).
+ * The empty prompt's `last_hidden_state` (1, L, D) of the folder's text encoder (L = 2 with padding `none`,
+ * what the released DEDOS code feeds the UNet; 77 with `max-length`, what diffusers' pipelines feed), read
+ * from the folder's cache file when that is valid, else computed in fp32 on the CPU and written there
+ * atomically (a write failure, e.g. a read-only folder, only warns).
  */
-export function emptyPromptEmbeddingDetailed(folder: DiffusersFolder): EmptyPromptResult {
-  const key = cacheKey(folder);
-  const file = folder.emptyPromptCacheFile;
+export function emptyPromptEmbeddingDetailed(
+  folder: DiffusersFolder,
+  padding: PromptPadding = "none",
+): EmptyPromptResult {
+  const key = cacheKey(folder, padding);
+  const file = folder.emptyPromptCacheFile(padding);
   let from: EmptyPromptResult["from"] = "cache";
   let emb = readCache(file, key);
   if (!emb) {
@@ -340,7 +355,7 @@ export function emptyPromptEmbeddingDetailed(folder: DiffusersFolder): EmptyProm
       );
     const hadEncoder = folder.textEncoderLoaded;
     const te = folder.textEncoder();
-    emb = noGrad(() => tidy(() => te.forward(emptyPromptIds(folder.tokens))));
+    emb = noGrad(() => tidy(() => te.forward(emptyPromptIds(folder.tokens, padding))));
     if (!hadEncoder) folder.releaseTextEncoder();
     from = "computed";
     try {
@@ -354,9 +369,9 @@ export function emptyPromptEmbeddingDetailed(folder: DiffusersFolder): EmptyProm
   return { embedding: out, from };
 }
 
-/** emptyPromptEmbeddingDetailed(folder).embedding */
-export function emptyPromptEmbedding(folder: DiffusersFolder): Tensor {
-  return emptyPromptEmbeddingDetailed(folder).embedding;
+/** emptyPromptEmbeddingDetailed(folder, padding).embedding */
+export function emptyPromptEmbedding(folder: DiffusersFolder, padding: PromptPadding = "none"): Tensor {
+  return emptyPromptEmbeddingDetailed(folder, padding).embedding;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -367,6 +382,8 @@ export interface DiffusionBranchOptions {
   timesteps?: number[];
   /** Clamp x̂0 to [−1, 1] (default true, the DDIM default DEDOS relies on: `diffusion.clipSample`). */
   clipSample?: boolean;
+  /** The empty prompt: "none" (default, BOS + EOS) or "max-length" (`diffusion.promptPadding`). */
+  promptPadding?: PromptPadding;
   /** Byte budget of one attention score matrix before queries are chunked (UNet and VAE). */
   attentionBudgetBytes?: number;
 }
@@ -382,8 +399,8 @@ export interface DiffusionComponents {
   readonly scheduler: SchedulerConfig;
   readonly dtype: PipelineDType;
   readonly device: Device;
-  /** The empty-prompt text embedding (1, S, cross_attention_dim). */
-  emptyPromptEmbedding(): Tensor;
+  /** The empty-prompt text embedding (1, S, cross_attention_dim), S = 2 (`none`) or the context length. */
+  emptyPromptEmbedding(padding?: PromptPadding): Tensor;
 }
 
 /** One timestep's results. */
@@ -420,7 +437,7 @@ export class DiffusionBranch {
     });
     this.timesteps = [...(o.timesteps ?? [50, 100, 200])];
     for (const t of this.timesteps) this.schedule.alphaProd(t); // validates
-    this.text = folder.emptyPromptEmbedding();
+    this.text = folder.emptyPromptEmbedding(o.promptPadding ?? "none");
   }
 
   /** Pixels 0–255 (B, 3, H, W) → z = posterior mean · scaling_factor (B, 4, H/8, W/8), device and dtype of the folder. */

@@ -450,12 +450,21 @@ export function readPromptTokenSpec(
   return spec;
 }
 
-/** The empty prompt "" as diffusers tokenizes it: [BOS, EOS, pad…] to contextLength, as an int64 (1, L). */
-export function emptyPromptIds(spec: PromptTokenSpec): Tensor {
-  const ids = new Int32Array(spec.contextLength).fill(spec.padId);
+/**
+ * How the empty prompt is tokenized: "none" (BOS, EOS: 2 tokens, as the released DEDOS code encodes it with
+ * `padding="do_not_pad"`) or "max-length" (padded to the context length, as diffusers' pipelines do).
+ */
+export type PromptPadding = "none" | "max-length";
+
+/** The empty prompt "" as an int64 (1, L): [BOS, EOS] (`none`) or [BOS, EOS, pad…] to contextLength. */
+export function emptyPromptIds(spec: PromptTokenSpec, padding: PromptPadding = "none"): Tensor {
+  if (padding !== "none" && padding !== "max-length")
+    throw new Error(`emptyPromptIds: padding must be "none" or "max-length", got ${JSON.stringify(padding)}`);
+  const L = padding === "none" ? 2 : spec.contextLength;
+  const ids = new Int32Array(L).fill(spec.padId);
   ids[0] = spec.bosId;
   ids[1] = spec.eosId;
-  return tidy(() => tensor(ids, [1, spec.contextLength]).long());
+  return tidy(() => tensor(ids, [1, L]).long());
 }
 
 let sharedTokenizer: ClipTokenizer | null = null;

@@ -47,11 +47,20 @@ export interface TrainConfig {
   train: TrainLoopConfig;
 }
 
-/** The paper's recipe for a preset (spec §7). */
-export function trainPreset(name: string): TrainConfig {
+/**
+ * The paper's recipe for a preset (spec §7), with `overrides` (`--set path=value`) applied. The model's own
+ * overrides are applied first, so that the parts of the recipe that depend on the model follow them: with
+ * `model.enabled = false` the recipe is CAT-Seg's own (short side and crop 384 for both presets; DEDOS
+ * trains ViT-L at 512).
+ */
+export function trainPreset(name: string, overrides: readonly string[] = []): TrainConfig {
   const model = dedosPreset(name);
-  const large = name === "vitl_336";
-  return {
+  applyOverrides(
+    { model },
+    overrides.filter((o) => o.startsWith("model.")),
+  );
+  const size = model.enabled && name === "vitl_336" ? 512 : 384;
+  const config: TrainConfig = {
     preset: name,
     model,
     solver: { ...DEFAULT_SOLVER, betas: [...DEFAULT_SOLVER.betas] },
@@ -59,8 +68,8 @@ export function trainPreset(name: string): TrainConfig {
       dataset: "cocostuff171",
       split: "train",
       batchSize: 4,
-      minSize: large ? 512 : 384,
-      crop: large ? 512 : 384,
+      minSize: size,
+      crop: size,
       singleCategoryMaxArea: 1.0,
       colorAug: true,
       flip: true,
@@ -77,6 +86,7 @@ export function trainPreset(name: string): TrainConfig {
       evalLimit: 0,
     },
   };
+  return applyOverrides(config, overrides);
 }
 
 /** Applies `path=value` overrides in place; the value is parsed as the type of the existing field. */

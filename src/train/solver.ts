@@ -98,8 +98,8 @@ const EMBED_NAME =
  * Sets requires_grad as spec §7 says and builds the optimizer groups:
  * - Stable Diffusion is not in the model; the CAT-Seg head (Aggregator, guidance upsampling) trains when its
  *   branch runs; every DEDOS module trains.
- * - CLIP with `clipFinetune = attention`: the q and v projections of every attention layer of the image
- *   tower, and of the text tower when it trains (cost-aggregation head), as CAT-Seg's "attention" setting
+ * - CLIP with `clip.finetune = attention`: the q and v projections of every attention layer of the image
+ *   tower, and of the text tower unless `clip.finetuneText = false`, as CAT-Seg's "attention" setting
  *   (its names `q_proj_weight` / `v_proj_weight`; biases, k, out_proj, MLPs, norms and embeddings frozen).
  *   This model holds the three projections packed in `in_proj_weight`: the tensor trains, its k rows get a
  *   zero gradient (`maskFrozenGradients`) and are restored after each step (`restoreFrozenRows`).
@@ -119,7 +119,7 @@ export function setupTrainable(model: DedosModel, s: SolverConfig): TrainableSet
     train(model.catseg.upsample2);
   }
   const frozenRows: FrozenRows[] = [];
-  if (c.clipFinetune === "attention") {
+  if (c.clip.finetune === "attention") {
     const towers = ["visual.transformer.", ...(model.textTowerTrains ? ["transformer."] : [])];
     for (const [name, p] of model.catseg.clip.namedParameters()) {
       if (!towers.some((t) => name.startsWith(t)) || !name.endsWith(".attn.in_proj_weight")) continue;

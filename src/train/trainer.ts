@@ -122,12 +122,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       typeof o.diffusion === "string"
         ? loadDiffusersFolder(o.diffusion, { device: (o.device ?? "cpu") as Device })
         : o.diffusion;
-    model.attachDiffusion(
-      new DiffusionBranch(diffusion, {
-        timesteps: c.model.diffusion.timesteps,
-        clipSample: c.model.diffusion.clipSample,
-      }),
-    );
+    model.attachDiffusion(new DiffusionBranch(diffusion, c.model.diffusion));
   }
   const device = o.device ?? "cpu";
   const deviceKind = device.startsWith("cuda") ? "cuda" : "cpu";

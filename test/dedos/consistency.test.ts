@@ -20,6 +20,7 @@ function cfg(over: Partial<ConsistencyConfig> = {}): ConsistencyConfig {
     enabled: true,
     similarity: "matrix",
     weight: 10,
+    reduction: "sum",
     beta: 1,
     projDim: P,
     timestep: 50,
@@ -79,7 +80,8 @@ function lossByHand(fas: number[][], fbs: number[][], q: number[], p: Params, c:
     }
     total += terms.reduce((s, v) => s + v, 0) / terms.length;
   });
-  return (c.weight * total) / fas.length;
+  // The released code sums the per-layer terms (default); `mean` averages them.
+  return c.reduction === "sum" ? c.weight * total : (c.weight * total) / fas.length;
 }
 
 function setup(c: ConsistencyConfig, seed = 1) {
@@ -108,10 +110,14 @@ describe("TextureSeparationLoss", () => {
   });
 
   for (const similarity of ["matrix", "per-pixel"] as const)
-    for (const beta of [1, 0.05]) {
-      test(`${similarity}, β = ${beta}: two layers against a plain-JS computation`, () => {
+    for (const [beta, reduction] of [
+      [1, "sum"],
+      [0.05, "sum"],
+      [1, "mean"],
+    ] as const) {
+      test(`${similarity}, β = ${beta}, ${reduction} over layers: two layers against a plain-JS computation`, () => {
         tidy(() => {
-          const c = cfg({ similarity, beta, weight: 7 });
+          const c = cfg({ similarity, beta, weight: 7, reduction });
           const { m, p } = setup(c, similarity === "matrix" ? 1 : 11);
           const fas = [pseudoRandom(D * H * W, 21), pseudoRandom(D * H * W, 22)];
           const fbs = [pseudoRandom(D * H * W, 23), pseudoRandom(D * H * W, 24)];
@@ -125,6 +131,11 @@ describe("TextureSeparationLoss", () => {
           const want = lossByHand(fas, fbs, q, p, c);
           assert.ok(want > 1e-3, "the case is not trivial");
           assertClose([loss.item()], [want], 1e-12, 1e-10, "loss");
+          if (reduction === "mean") {
+            // The switch differs from the default by exactly the layer count.
+            const sum = lossByHand(fas, fbs, q, p, { ...c, reduction: "sum" });
+            assertClose([sum], [2 * want], 1e-12, 1e-12, "sum = 2 × mean for two layers");
+          }
           m.dispose();
         });
       });

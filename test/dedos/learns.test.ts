@@ -58,13 +58,13 @@ test("a tiny DEDOS learns synthetic scenes: held-out mIoU rises clearly", async 
   const out = join(tmp, "run");
 
   const initial = new DedosModel(c.model, { generator: new Generator(c.train.seed) }).eval();
-  initial.attachDiffusion(new DiffusionBranch(sd, { timesteps: c.model.diffusion.timesteps }));
+  initial.attachDiffusion(new DiffusionBranch(sd, c.model.diffusion));
   const before = heldOutMiou(initial);
   initial.dispose();
 
   await train({ config: c, out, dataRoot: data, classNames: SCENE_CLASSES, diffusion: sd, log: () => {} });
   const trained = DedosModel.fromFile(join(out, "model_final.safetensors"));
-  trained.attachDiffusion(new DiffusionBranch(sd, { timesteps: c.model.diffusion.timesteps }));
+  trained.attachDiffusion(new DiffusionBranch(sd, c.model.diffusion));
   const afterTraining = heldOutMiou(trained);
   trained.dispose();
   t.diagnostic(`held-out mIoU: step 0 ${before.toFixed(1)}, step 200 ${afterTraining.toFixed(1)}`);

@@ -51,7 +51,7 @@ describe("DEDOS model", () => {
         c.proxy.conditioning = conditioning;
       });
       const dedos = new DedosModel(config, { generator: new Generator(3) }).eval();
-      dedos.attachDiffusion(new DiffusionBranch(sd, { timesteps: config.diffusion.timesteps }));
+      dedos.attachDiffusion(new DiffusionBranch(sd, config.diffusion));
       const catseg = new CatSegModel(config.catseg, { init: "empty" }).eval();
       catseg.loadCatSegWeights(dedos.catseg.catsegStateDict());
       tidy(() => {
@@ -76,9 +76,13 @@ describe("DEDOS model", () => {
   });
 
   test("one training step: gradients reach every DEDOS part and never the frozen ones", () => {
-    const config = tinyDedosConfig(); // mask-decoder head, fuse mean, diffusion conditioning, consistency on
+    // mask-decoder head, fuse mean, diffusion conditioning, consistency on; the text tower frozen (the
+    // switch; the default trains it, next test).
+    const config = tinyDedosConfig((c) => {
+      c.clip.finetuneText = false;
+    });
     const model = new DedosModel(config, { generator: new Generator(4) }).train();
-    model.attachDiffusion(new DiffusionBranch(sd, { timesteps: config.diffusion.timesteps }));
+    model.attachDiffusion(new DiffusionBranch(sd, config.diffusion));
     const setup = setupTrainable(model, { ...DEFAULT_SOLVER });
     tidy(() => {
       const img = images(2, 9);
@@ -158,12 +162,39 @@ describe("DEDOS model", () => {
     model.dispose();
   });
 
+  test("default clip.finetuneText: q and v of the text tower train too, and get gradients through the text", () => {
+    const config = tinyDedosConfig();
+    assert.equal(config.clip.finetuneText, true);
+    const model = new DedosModel(config, { generator: new Generator(4) }).train();
+    model.attachDiffusion(new DiffusionBranch(sd, config.diffusion));
+    assert.equal(model.textTowerTrains, true);
+    const setup = setupTrainable(model, { ...DEFAULT_SOLVER });
+    const { vision, text } = config.catseg.clip;
+    assert.equal(setup.frozenRows.length, vision.layers + text.layers, "k rows of both towers");
+    tidy(() => {
+      const names = ["cat", "dog", "sky", "grass"];
+      const textEmb = model.textEmbeddings(names); // with gradients: the trainer's path when the tower trains
+      const labels = randint(0, 4, [2, 32, 32], { generator: new Generator(10) });
+      const losses = model.trainingLosses(images(2, 9), labels, textEmb);
+      let total: Tensor | null = null;
+      for (const v of Object.values(losses)) total = total ? total.add(v) : v;
+      total!.backward();
+    });
+    const params = new Map(model.namedParameters());
+    const textQkv = params.get(
+      "catseg.sem_seg_head.predictor.clip_model.transformer.resblocks.0.attn.in_proj_weight",
+    )!;
+    assert.equal(textQkv.requiresGrad, true);
+    assert.ok(gradNorm(textQkv) > 0, "the text tower's q/v get a gradient");
+    model.dispose();
+  });
+
   test("the texture-separation loss trains only its projections and the queries, never CLIP", () => {
     const config = tinyDedosConfig((c) => {
       c.head = "cost-aggregation";
     });
     const model = new DedosModel(config, { generator: new Generator(6) }).train();
-    model.attachDiffusion(new DiffusionBranch(sd, { timesteps: config.diffusion.timesteps }));
+    model.attachDiffusion(new DiffusionBranch(sd, config.diffusion));
     setupTrainable(model, { ...DEFAULT_SOLVER });
     tidy(() => {
       const losses = model.trainingLosses(images(1, 3), randint(0, 3, [1, 32, 32]), unitText(3, 2));
@@ -184,7 +215,7 @@ describe("DEDOS model", () => {
         () => noGrad(() => model.forward(images(1, 1), unitText(3, 1))),
         /Stable Diffusion branch/,
       );
-      model.attachDiffusion(new DiffusionBranch(sd, { timesteps: config.diffusion.timesteps }));
+      model.attachDiffusion(new DiffusionBranch(sd, config.diffusion));
       const p = noGrad(() => model.forward(images(1, 1), unitText(3, 1)));
       assert.deepEqual(p.shape, [1, 3, 16, 16]);
       assert.ok(p.min().item() >= 0 && p.max().item() <= 1, "probabilities in [0, 1]");

@@ -10,7 +10,7 @@ import { EOT_ID, SOT_ID } from "../../src/clip/tokenizer.js";
 import {
   DiffusionBranch,
   disposeSteps,
-  EMPTY_PROMPT_CACHE,
+  emptyPromptCacheName,
   emptyPromptEmbeddingDetailed,
   loadDiffusersFolder,
 } from "../../src/diffusion/pipeline.js";
@@ -134,7 +134,7 @@ let copies = 0;
 function copyFolder(): string {
   const d = join(tmp, `copy${copies++}`);
   cpSync(base, d, { recursive: true });
-  rmSync(join(d, EMPTY_PROMPT_CACHE), { force: true });
+  for (const p of ["none", "max-length"] as const) rmSync(join(d, emptyPromptCacheName(p)), { force: true });
   return d;
 }
 
@@ -259,11 +259,11 @@ describe("loadDiffusersFolder", () => {
 });
 
 describe("empty-prompt embedding cache", () => {
-  test("computed once with the folder's text encoder, then read from the file", () => {
+  test("computed once with the folder's text encoder, then read from the file (max-length padding)", () => {
     const d = copyFolder();
-    const cache = join(d, EMPTY_PROMPT_CACHE);
+    const cache = join(d, emptyPromptCacheName("max-length"));
     const f1 = loadDiffusersFolder(d);
-    const r1 = emptyPromptEmbeddingDetailed(f1);
+    const r1 = emptyPromptEmbeddingDetailed(f1, "max-length");
     assert.equal(r1.from, "computed");
     assert.ok(existsSync(cache));
     assert.ok(!f1.textEncoderLoaded, "the text encoder is released after computing");
@@ -283,18 +283,48 @@ describe("empty-prompt embedding cache", () => {
 
     // A second folder object reads the file, also after the text encoder weights are deleted.
     const f2 = loadDiffusersFolder(d);
-    const r2 = emptyPromptEmbeddingDetailed(f2);
+    const r2 = emptyPromptEmbeddingDetailed(f2, "max-length");
     assert.equal(r2.from, "cache");
     assert.equal(maxDiff(r2.embedding, r1.embedding), 0);
     rmSync(join(d, "text_encoder/model.safetensors"));
     const f3 = loadDiffusersFolder(d);
-    const r3 = emptyPromptEmbeddingDetailed(f3);
+    const r3 = emptyPromptEmbeddingDetailed(f3, "max-length");
     assert.equal(r3.from, "cache");
     assert.equal(maxDiff(r3.embedding, r1.embedding), 0);
     // The folder keeps its own copy in memory.
-    assert.equal(f3.emptyPromptEmbedding(), f3.emptyPromptEmbedding());
+    assert.equal(f3.emptyPromptEmbedding("max-length"), f3.emptyPromptEmbedding("max-length"));
     for (const f of [f1, f2, f3]) f.dispose();
     dispose([r1, r2, r3, direct]);
+  });
+
+  test("default padding none: [BOS, EOS] only, its own cache file; the causal encoder's first two rows", () => {
+    const d = copyFolder();
+    const f = loadDiffusersFolder(d);
+    const none = emptyPromptEmbeddingDetailed(f);
+    assert.equal(none.from, "computed");
+    assert.deepEqual(none.embedding.shape, [1, 2, 32]);
+    assert.ok(existsSync(join(d, emptyPromptCacheName("none"))));
+    assert.ok(!existsSync(join(d, emptyPromptCacheName("max-length"))));
+    assert.equal(readCheckpointRecords(join(d, emptyPromptCacheName("none"))).extra.prompt_ids, "62,63");
+    const te = ClipTextModel.fromCheckpoint(join(d, "text_encoder/model.safetensors"), TINY_TE);
+    releaseMappings();
+    const direct = noGrad(() => te.forward(tidy(() => tensor(Int32Array.from([62, 63]), [1, 2]).long())));
+    assert.equal(maxDiff(direct, none.embedding), 0);
+    te.dispose();
+    // The switch gives 77 rows; with causal attention the first two are the 2-token result.
+    const padded = emptyPromptEmbeddingDetailed(f, "max-length");
+    assert.deepEqual(padded.embedding.shape, [1, 77, 32]);
+    const head = padded.embedding.narrow(1, 0, 2);
+    assert.ok(maxDiff(head, none.embedding) < 1e-5);
+    // The folder's in-memory copies are per padding.
+    assert.deepEqual(f.emptyPromptEmbedding().shape, [1, 2, 32]);
+    assert.deepEqual(f.emptyPromptEmbedding("max-length").shape, [1, 77, 32]);
+    assert.throws(
+      () => emptyPromptIds(f.tokens, "longest" as "none"),
+      /padding must be "none" or "max-length"/,
+    );
+    f.dispose();
+    dispose([none, padded, direct, head]);
   });
 
   test("a changed text encoder weight file or config invalidates the cache", () => {
@@ -342,7 +372,7 @@ describe("empty-prompt embedding cache", () => {
         e.message.includes(file) &&
         e.missing.includes("text_model.final_layer_norm.weight"),
     );
-    assert.ok(!existsSync(join(d, EMPTY_PROMPT_CACHE)));
+    assert.ok(!existsSync(join(d, emptyPromptCacheName("none"))));
     f.dispose();
   });
 });
@@ -525,8 +555,12 @@ describe("prompt ids (diffusers padding)", () => {
     const sd15 = readPromptTokenSpec(null, { ...CLIP_TEXT_MODEL_DEFAULTS, hidden_act: "quick_gelu" });
     assert.deepEqual([sd2.bosId, sd2.eosId, sd2.padId], [SOT_ID, EOT_ID, 0]);
     assert.deepEqual([sd15.bosId, sd15.eosId, sd15.padId], [SOT_ID, EOT_ID, EOT_ID]);
-    const e = tidy(() => Array.from(emptyPromptIds(sd15).toTypedArray() as BigInt64Array, Number));
+    const e = tidy(() =>
+      Array.from(emptyPromptIds(sd15, "max-length").toTypedArray() as BigInt64Array, Number),
+    );
     assert.deepEqual(e, [SOT_ID, ...Array(76).fill(EOT_ID)]);
+    const short = tidy(() => Array.from(emptyPromptIds(sd15).toTypedArray() as BigInt64Array, Number));
+    assert.deepEqual(short, [SOT_ID, EOT_ID]);
   });
 
   test("pad token from tokenizer_config.json (AddedToken form) and model_max_length", () => {
@@ -548,7 +582,9 @@ describe("prompt ids (diffusers padding)", () => {
     const ids = tidy(() =>
       Array.from(promptIds(["", "a photo"], spec).toTypedArray() as BigInt64Array, Number),
     );
-    const empty = tidy(() => Array.from(emptyPromptIds(spec).toTypedArray() as BigInt64Array, Number));
+    const empty = tidy(() =>
+      Array.from(emptyPromptIds(spec, "max-length").toTypedArray() as BigInt64Array, Number),
+    );
     assert.deepEqual(ids.slice(0, 77), empty);
     const row = ids.slice(77);
     assert.equal(row[0], SOT_ID);

@@ -1,0 +1,106 @@
+// The test-time resize of the sliding-window inference (src/catseg/inference.ts) is detectron2's: uint8
+// images (files, Buffers, raw RGB) go through Pillow's BILINEAR exactly, so the views the model sees equal
+// those of the reference pipeline fed the Pillow-resized photo (test/data/resize/pillow-resize.json).
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { Segmenter } from "../../src/api/segmenter.js";
+import { type SegmentationModel, segmentTensor, testTimeResize } from "../../src/catseg/inference.js";
+import { readImageRGB } from "../../src/data/image-decode.js";
+import { imageToTensor } from "../../src/data/image-tensor.js";
+import { resizeBilinear, shortestEdgeSize } from "../../src/data/resize.js";
+import * as F from "../../src/torch/functional.js";
+import { dispose, full, type Tensor, tensor, tidy, zeros } from "../../src/torch/tensor.js";
+import { PILLOW_CASES, pillowSource, sha256 } from "../pillow-cases.js";
+import { TINY_CATSEG } from "../tiny-models.js";
+
+/** A stand-in that keeps a copy of every batch of views it is given and returns zero logits. */
+function capturingModel(seen: Tensor[]): SegmentationModel<{ n: number }> {
+  return {
+    padLen: 256,
+    encodeImage: (views: Tensor) => {
+      seen.push(views.clone().keep());
+      return { n: views.size(0) };
+    },
+    head: (f, text) => zeros([f.n, text.size(0), 6, 6]),
+  };
+}
+
+/** The (1, 3, h, w) uint8 image as row-major RGB bytes. */
+function rgbBytes(x: Tensor): Uint8Array {
+  return tidy(() => x.to("uint8").squeeze(0).permute(1, 2, 0).contiguous().toTypedArray() as Uint8Array);
+}
+
+describe("test-time resize (detectron2 ResizeShortestEdge 640, max 2560)", () => {
+  it("uint8 images: Pillow's bytes for every case (up, down, odd, non-square, capped)", async () => {
+    for (const c of PILLOW_CASES) {
+      const img = imageToTensor(await pillowSource(c), "uint8");
+      const out = testTimeResize(img, c.shortSide, c.maxSize);
+      assert.equal(out.dtype, "float32");
+      assert.deepEqual(out.shape, [1, 3, c.resized[1], c.resized[0]], c.what);
+      assert.equal(sha256(rgbBytes(out)), c.sha256, `${c.what}: not Pillow's bytes`);
+      dispose([img, out]);
+    }
+  });
+
+  it("float images take detectron2's float path (torch bilinear, unrounded); right-sized images pass as they are", () => {
+    const x = tidy(() =>
+      tensor(
+        Float32Array.from({ length: 3 * 5 * 7 }, (_, i) => (i * 37) % 256),
+        [1, 3, 5, 7],
+      ),
+    );
+    const out = testTimeResize(x, 10, 2560);
+    const want = F.interpolate(x, { size: [10, 14], mode: "bilinear", alignCorners: false });
+    assert.deepEqual(out.toTypedArray(), want.toTypedArray());
+    assert.ok(Array.from(out.toTypedArray() as Float32Array).some((v) => !Number.isInteger(v)));
+    const same = testTimeResize(x.to("uint8"), 5, 2560);
+    assert.deepEqual(
+      Array.from(same.toTypedArray() as Float32Array),
+      Array.from(x.toTypedArray() as Float32Array),
+    );
+    dispose([x, out, want, same]);
+  });
+
+  it("an image too thin for the size rule is refused with its size, not a failure inside interpolate", () => {
+    const x = tidy(() => full([1, 3, 1, 20000], 128).to("uint8"));
+    assert.throws(() => testTimeResize(x, 640, 2560), /20000×1 px cannot be resized.*would be 2560×0/);
+    x.dispose();
+  });
+
+  it("segmentTensor on a uint8 photo sees exactly the views of the Pillow-resized photo", async () => {
+    const text = tensor(new Float32Array(2 * 4), [2, 1, 4]);
+    for (const what of ["COCO photo", "1024×768", "odd 997×761", "tall 301×511"]) {
+      const c = PILLOW_CASES.find((p) => p.what.startsWith(what))!;
+      const rgb = await pillowSource(c);
+      const [h, w] = shortestEdgeSize(rgb.height, rgb.width, 640, 2560);
+      const pil = { width: w, height: h, data: resizeBilinear(rgb.data, rgb.width, rgb.height, 3, w, h) };
+      assert.equal(sha256(pil.data), c.sha256);
+      const [fromPhoto, fromPil]: Tensor[][] = [[], []];
+      for (const [input, seen] of [
+        [imageToTensor(rgb, "uint8"), fromPhoto],
+        [imageToTensor(pil, "float32"), fromPil],
+      ] as const) {
+        const r = segmentTensor(capturingModel(seen), input, text, { viewBatch: 8 });
+        dispose([r.labels, input]);
+      }
+      assert.equal(fromPhoto.length, 1);
+      assert.deepEqual(fromPhoto[0]!.shape, [5, 3, 384, 384]);
+      assert.deepEqual(fromPhoto[0]!.toTypedArray(), fromPil[0]!.toTypedArray(), `${c.what}: views differ`);
+      dispose([...fromPhoto, ...fromPil]);
+    }
+    text.dispose();
+  });
+
+  it("Segmenter: a file, its bytes and its decoded pixels give the same labels", async () => {
+    const seg = Segmenter.create({ config: TINY_CATSEG, seed: 3 });
+    const file = "assets/coco/000000039769.png";
+    const a = await seg.segment(file, "cat; sofa; remote");
+    const b = await seg.segment(readFileSync(file), "cat; sofa; remote");
+    const c = await seg.segment(await readImageRGB(file), "cat; sofa; remote");
+    seg.dispose();
+    assert.deepEqual([a.width, a.height], [640, 480]);
+    assert.deepEqual(b.labels, a.labels);
+    assert.deepEqual(c.labels, a.labels);
+  });
+});
