@@ -1,4 +1,4 @@
-// DEDOS texture-separation (consistency) loss (../shared/design/DEDOS-SPEC.md §4), training only.
+// DEDOS texture-separation (consistency) loss (docs/DEDOS-SPEC.md §4), training only.
 //
 //   fa, fb: per compared layer, frozen CLIP features of the original and the denoised image (B, D, h, w)
 //   Q (B, N, C): the proxy queries

@@ -1,4 +1,4 @@
-// DEDOS proxy queries (../shared/design/DEDOS-SPEC.md §3).
+// DEDOS proxy queries (docs/DEDOS-SPEC.md §3).
 //
 //   basic kernel q^b (n1, c1), diffusion kernels q^κ (T, n2, c2)
 //   → stage queries q_t = q^b ⊗ q^κ_t (Kronecker product): (N = n1·n2, C = c1·c2), row i1·n2 + i2,

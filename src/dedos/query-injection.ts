@@ -1,4 +1,4 @@
-// DEDOS query-refined CLIP (../shared/design/DEDOS-SPEC.md §5): the proxy queries enter every CLIP block.
+// DEDOS query-refined CLIP (docs/DEDOS-SPEC.md §5): the proxy queries enter every CLIP block.
 //
 //   Q (B, N, C) → Q̂ = fc2(GELU(fc1(Q)))                         (B, N, C)
 //   per block l: T_l = token_proj_l(Q̂)                           (B, N, D)

@@ -65,7 +65,11 @@ describe("dedos train", () => {
     const init = weights(join(tmp, "one", "checkpoints", "iter_0000005", "model.safetensors"));
     for (const [k, x] of a) {
       const y = b.get(k)!;
-      for (let i = 0; i < x.length; i++) err = Math.max(err, Math.abs(x[i]! - y[i]!));
+      // An attention layer's key bias has an exactly zero gradient (softmax ignores a constant per query):
+      // Adam turns the rounding noise of that zero into lr-sized steps, so those rows are not compared.
+      const keyBias = k.endsWith("in_proj_bias") ? [x.length / 3, (2 * x.length) / 3] : [0, 0];
+      for (let i = 0; i < x.length; i++)
+        if (i < keyBias[0]! || i >= keyBias[1]!) err = Math.max(err, Math.abs(x[i]! - y[i]!));
       const z = init.get(k)!;
       for (let i = 0; i < x.length; i++) moved = Math.max(moved, Math.abs(x[i]! - z[i]!));
     }

@@ -393,6 +393,7 @@ describe("DiffusionBranch", () => {
     const nTaps = unetTapSpecs(f.unet.config).length;
     assert.equal(nTaps, 11); // fixture UNet: down 2×2, mid 1, up 2×3
     const text = f.emptyPromptEmbedding();
+    assert.deepEqual(text.shape, [1, 2, 32], "the default empty prompt is [BOS, EOS]");
     for (const s of steps) {
       assert.equal(s.taps.length, nTaps);
       assert.deepEqual(s.eps.shape, [2, 4, 4, 6]);
@@ -404,7 +405,7 @@ describe("DiffusionBranch", () => {
         f.unet.forward(
           z,
           s.t,
-          tidy(() => text.expand(2, 77, 32).contiguous()),
+          tidy(() => text.expand(2, 2, 32).contiguous()),
         ),
       );
       assert.ok(maxDiff(direct.sample, s.eps) < 1e-5);
@@ -415,6 +416,20 @@ describe("DiffusionBranch", () => {
     // A backward through anything the branch returned is impossible (no graph), and no parameter has .grad.
     assert.throws(() => steps[0]!.x0.sum().backward());
     for (const m of [f.vae, f.unet]) assert.ok(m.parameters().every((p) => p.grad === null));
+    // The switch: the 77-token prompt conditions the UNet differently.
+    const padded = new DiffusionBranch(f, { timesteps: [50], promptPadding: "max-length" }).run(z);
+    const text77 = f.emptyPromptEmbedding("max-length");
+    const direct77 = noGrad(() =>
+      f.unet.forward(
+        z,
+        50,
+        tidy(() => text77.expand(2, 77, 32).contiguous()),
+      ),
+    );
+    assert.ok(maxDiff(direct77.sample, padded[0]!.eps) < 1e-5);
+    assert.ok(maxDiff(padded[0]!.eps, steps[0]!.eps) > 1e-4, "max-length and none differ");
+    disposeSteps(padded);
+    dispose([direct77]);
     disposeSteps(steps);
     dispose([img, z]);
     f.dispose();
