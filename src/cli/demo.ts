@@ -11,10 +11,11 @@ import { ClipTokenizer } from "../clip/tokenizer.js";
 import { normalizeClipPixels, resizeForClip } from "../clip/vision.js";
 import { readImageRGB } from "../data/image-decode.js";
 import { imageToTensor } from "../data/image-tensor.js";
-import { F, Generator, noGrad, PACKAGE_ROOT, tidy } from "../torch/index.js";
+import { F, Generator, noGrad, tidy } from "../torch/index.js";
+import { assetPath } from "../util/assets.js";
 import { writeLabelPng, writeOverlay } from "../viz/overlay.js";
 
-const DEFAULT_IMAGE = "assets/images/chelsea.png";
+const DEFAULT_IMAGE = assetPath("images", "chelsea.png");
 const DEFAULT_CLASSES = "cat; wall; floor; table; sky";
 const DEFAULT_WEIGHTS = "weights/clip/ViT-B-16.pt";
 
@@ -49,7 +50,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const imagePath = values.image ?? join(PACKAGE_ROOT, DEFAULT_IMAGE);
+  const imagePath = values.image ?? DEFAULT_IMAGE;
   const classes = (values.classes ?? DEFAULT_CLASSES)
     .split(";")
     .map((s) => s.trim())

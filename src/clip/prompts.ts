@@ -4,9 +4,8 @@
 //   → templates averaged and renormalised (or kept apart as CAT-Seg's P prompt channels).
 // Texts are encoded in batches, and results are cached per (model instance, class list, templates, options).
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { cat, noGrad, type Tensor, tensor, tidy } from "../torch/tensor.js";
-import { PACKAGE_ROOT } from "../util/package-root.js";
+import { assetPath } from "../util/assets.js";
 import type { ClipTextEncoder } from "./text.js";
 import type { TokenizedBatch, TokenizeOptions } from "./tokenizer.js";
 
@@ -36,7 +35,7 @@ export function resolveTemplates(t: TemplateSetName | readonly string[] = "singl
     const key = TEMPLATE_KEYS[t];
     if (!key)
       throw new Error(`unknown template set "${t}" (one of ${Object.keys(TEMPLATE_KEYS).join(", ")})`);
-    const file = join(PACKAGE_ROOT, "assets/classes/imagenet_templates.json");
+    const file = assetPath("classes", "imagenet_templates.json");
     templateFile ??= JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
     list = templateFile[key];
     if (!Array.isArray(list)) throw new Error(`${file}: no "${key}" list`);

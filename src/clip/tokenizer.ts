@@ -7,10 +7,9 @@
 // Every Python-specific behaviour that JavaScript does differently (whitespace sets, strip(), numeric
 // character references) is reproduced explicitly below.
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { decodeHTML } from "entities";
-import { PACKAGE_ROOT } from "../util/package-root.js";
+import { assetPath } from "../util/assets.js";
 
 /** Id of `<|startoftext|>` in the standard CLIP vocabulary. */
 export const SOT_ID = 49406;
@@ -24,7 +23,7 @@ const EOT_TEXT = "<|endoftext|>";
 const END_OF_WORD = "</w>";
 /** The reference keeps only the first 49152 − 256 − 2 merges of the file (after its header line). */
 const MERGE_COUNT = 49152 - 256 - 2;
-const DEFAULT_VOCAB = "assets/vocab/bpe_simple_vocab_16e6.txt.gz";
+const DEFAULT_VOCAB = ["vocab", "bpe_simple_vocab_16e6.txt.gz"];
 
 export interface TokenizeOptions {
   /** Row length (default 77). */
@@ -255,7 +254,7 @@ export class ClipTokenizer {
 
   /** Reads a gzipped merges file (default: the bundled bpe_simple_vocab_16e6.txt.gz). */
   static load(vocabPath?: string): ClipTokenizer {
-    const path = vocabPath ?? join(PACKAGE_ROOT, DEFAULT_VOCAB);
+    const path = vocabPath ?? assetPath(...DEFAULT_VOCAB);
     const raw = gunzipSync(readFileSync(path));
     // Only the header line and the merges in use are decoded (the file holds 5× more lines than are used).
     let end = -1;

@@ -14,9 +14,9 @@
 //   bytes equal PIL's output (checked against Pillow with libjpeg-turbo), so even images that are not
 //   resized are re-encoded, as in CAT-Seg.
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import sharp from "sharp";
-import { packageRoot } from "./benchmarks.js";
+import { assetPath } from "../util/assets.js";
+import { roundHalfEven } from "../util/math.js";
 import { decodeAdeFullFormat, decodePng, type LabelMap, pngToRgb } from "./labels.js";
 
 /** One row of CAT-Seg's ADE20K-847 table. */
@@ -32,7 +32,7 @@ export const ADE847_IGNORE = 65535;
 
 /** assets/classes/ade847-ids.json */
 export function ade847TablePath(): string {
-  return join(packageRoot(), "assets", "classes", "ade847-ids.json");
+  return assetPath("classes", "ade847-ids.json");
 }
 
 let cachedTable: Ade847Class[] | undefined;
@@ -71,12 +71,6 @@ export function mapAde847(ids: ArrayLike<number>, lut: Uint16Array = ade847Lut()
 }
 
 // ---- the resize rule and cv2's resizes ----
-
-/** Round half to even (Python's round(), C's rint() in the default rounding mode). */
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
 
 /** CAT-Seg's target size: short side 512 when it is larger than 512, else null (no resize). */
 export function ade847ResizeTarget(

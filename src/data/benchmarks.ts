@@ -2,7 +2,7 @@
 // `register_*.py`), ground-truth formats, ignore labels and split sizes.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PACKAGE_ROOT } from "../util/package-root.js";
+import { assetPath } from "../util/assets.js";
 
 export type BenchmarkName = "ade150" | "ade847" | "pc59" | "pc459" | "voc20" | "voc20b" | "cocostuff171";
 
@@ -170,14 +170,9 @@ export function getBenchmark(name: string): BenchmarkSpec {
   return BENCHMARKS[name];
 }
 
-/** The installed package's root folder (holds assets/); PACKAGE_ROOT of src/util/package-root.ts. */
-export function packageRoot(): string {
-  return PACKAGE_ROOT;
-}
-
 /** Absolute path of a benchmark's class-list file. */
 export function classFilePath(spec: BenchmarkSpec): string {
-  return join(packageRoot(), "assets", "classes", spec.classFile);
+  return assetPath("classes", spec.classFile);
 }
 
 /** The class names of a benchmark, checked against the expected count. */

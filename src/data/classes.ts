@@ -1,7 +1,6 @@
 // Class lists: the benchmark JSON files (assets/classes/*.json) or text typed by a user.
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { PACKAGE_ROOT } from "../util/package-root.js";
+import { assetPath } from "../util/assets.js";
 
 /**
  * Parses classes typed on a command line: classes separated by ";" (or new lines), synonyms inside a class
@@ -29,7 +28,7 @@ export function parseClassList(text: string): string[] {
  * per line. A bare benchmark name ("ade150", "coco", …) reads the bundled list.
  */
 export function readClassFile(fileOrName: string): string[] {
-  const bundled = join(PACKAGE_ROOT, "assets", "classes", `${fileOrName}.json`);
+  const bundled = assetPath("classes", `${fileOrName}.json`);
   const file = existsSync(fileOrName) ? fileOrName : existsSync(bundled) ? bundled : undefined;
   if (!file)
     throw new Error(

@@ -1,20 +1,7 @@
-// Ground-truth label maps: exact readers and writers for the formats the benchmarks use, and decoders for
-// the raw source formats that `dedos prepare` converts from.
-//
-// * PNG: decoded here (node:zlib + the PNG filters), so a palette PNG yields its *indices* (sharp would give
-//   the palette colours) and no colour management can ever touch a value. Grey 1/2/4/8/16-bit, palette
-//   1/2/4/8-bit, RGB / RGBA / grey+alpha 8/16-bit, non-interlaced and Adam7.
-// * TIFF: 16-bit grey written here (one deflate-compressed strip; readable by libtiff / PIL / sharp), read
-//   through sharp with `toColourspace("grey16").raw({ depth: "ushort" })` (without the grey colour space
-//   sharp expands to sRGB and rescales 16-bit values).
-// * Source formats: VOC colour masks (RGB → class via the VOC palette, (224,224,192) → 255) and the ADE20K
-//   full format (class = floor(R/10)·256 + G).
-// All writes are atomic: a temporary file in the same folder, then a rename.
-import { randomBytes } from "node:crypto";
-import { promises as fsp, renameSync, rmSync, writeFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { promises as fsp } from "node:fs";
 import { deflateSync, inflateSync } from "node:zlib";
 import sharp from "sharp";
+import { writeFileAtomic } from "../util/fs.js";
 
 /** A single-channel integer label map, row-major. */
 export interface LabelMap {
@@ -394,30 +381,6 @@ export async function decodeLabelBuffer(buf: Uint8Array, what = "label buffer"):
   }
   if (isTiff(buf)) return decodeTiffGrey(buf, what);
   throw new Error(`${what}: neither PNG nor TIFF`);
-}
-
-/** Writes bytes atomically: a temporary file in the same folder, then a rename. */
-export async function writeFileAtomic(file: string, bytes: Uint8Array): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
-  try {
-    await fsp.writeFile(tmp, bytes);
-    await fsp.rename(tmp, file);
-  } catch (e) {
-    await fsp.rm(tmp, { force: true });
-    throw e;
-  }
-}
-
-/** Synchronous {@link writeFileAtomic}. */
-export function writeFileAtomicSync(file: string, bytes: Uint8Array): void {
-  const tmp = join(dirname(file), `.${basename(file)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
-  try {
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, file);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
 }
 
 /**

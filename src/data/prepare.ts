@@ -20,6 +20,8 @@
 
 import { existsSync, promises as fsp, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { assetPath } from "../util/assets.js";
+import { writeFileAtomic } from "../util/fs.js";
 import { Progress } from "../util/progress.js";
 import { ade847Lut, InputFileError, prepareAde847Pair } from "./ade847.js";
 import {
@@ -27,7 +29,6 @@ import {
   type BenchmarkSpec,
   benchmarkPaths,
   getBenchmark,
-  packageRoot,
   splitSpec,
 } from "./benchmarks.js";
 import {
@@ -36,7 +37,6 @@ import {
   decodeVocColorMask,
   type LabelMap,
   pngToRgb,
-  writeFileAtomic,
   writeLabelMap,
 } from "./labels.js";
 import { readMatFile } from "./matlab.js";
@@ -457,9 +457,7 @@ function pc59Jobs(spec: BenchmarkSpec, root: string, pre: PrepareFailure[]): { o
   // The split: val images of the json. To avoid parsing when everything is built, the ids come from the
   // bundled list (CAT-Seg's pascalcontext_val.txt, the same 5104 images) when all its outputs exist.
   const localList = join(p.datasetDir, "pascalcontext_val.txt");
-  const listFile = existsSync(localList)
-    ? localList
-    : join(packageRoot(), "assets", "classes", "pascalcontext_val.txt");
+  const listFile = existsSync(localList) ? localList : assetPath("classes", "pascalcontext_val.txt");
   const makeJob = (name: string, imageId: number | undefined): Job => ({
     name: `${json} (image ${name})`,
     inputs: [json],
@@ -505,9 +503,7 @@ function pc459Jobs(
   if (!existsSync(matDir))
     throw new Error(`LabelMap folder not found: ${matDir} (unpack PASCAL-Context's trainval.tar.gz there)`);
   const localList = join(p.datasetDir, "pascalcontext_val.txt");
-  const listFile = existsSync(localList)
-    ? localList
-    : join(packageRoot(), "assets", "classes", "pascalcontext_val.txt");
+  const listFile = existsSync(localList) ? localList : assetPath("classes", "pascalcontext_val.txt");
   const names = readNameList(listFile);
   const jobs: Job[] = names.map((name) => {
     const mat = join(matDir, `${name}.mat`);

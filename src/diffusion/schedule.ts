@@ -12,6 +12,7 @@
 // match the reference to the last bit or nearly.
 
 import { linspace, type Tensor, tensor, tidy } from "../torch/tensor.js";
+import { roundHalfEven } from "../util/math.js";
 import { type PredictionType, readSchedulerConfig, type SchedulerConfig } from "./config.js";
 
 const f32 = Math.fround;
@@ -105,12 +106,6 @@ export function ddimTimesteps(c: SchedulerConfig, numInferenceSteps: number): nu
         roundHalfEven(n === 1 ? 0 : ((T - 1) * (n - 1 - i)) / (n - 1)),
       );
   }
-}
-
-/** numpy's round (half to even). */
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 export interface X0Options {

@@ -6,7 +6,6 @@ export * as dist from "./distributed.js";
 export * from "./dtype.js";
 export * as F from "./functional.js";
 export * from "./io/load.js";
-export { PACKAGE_ROOT } from "./native.js";
 export * as nn from "./nn/layers.js";
 export {
   type LoadStateDictOptions,

@@ -2,10 +2,7 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { PACKAGE_ROOT } from "../util/package-root.js";
-
-/** The package root, re-exported from src/util/package-root.ts (which does not load the addon). */
-export { PACKAGE_ROOT };
+import { PACKAGE_ROOT } from "../util/assets.js";
 
 /** A tensor in the addon's slot table: slot index plus generation, as a number (see native/src/tensor.cpp). */
 export type NativeTensor = number;

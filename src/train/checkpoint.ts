@@ -9,23 +9,13 @@
 // and synced; `last_checkpoint` is replaced atomically after that. A process killed at any moment leaves
 // either the previous checkpoint as the latest or the new one, never a half-written one.
 
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { writeFileAtomicSync } from "../data/labels.js";
 import { loadCheckpoint, saveSafetensors } from "../torch/io/load.js";
 import type { Module } from "../torch/nn/module.js";
 import type { AdamW, ParamState } from "../torch/optim.js";
 import { dispose, type Tensor, tensor } from "../torch/tensor.js";
+import { fsyncPath, writeFileAtomicSync } from "../util/fs.js";
 
 export const LAST_CHECKPOINT = "last_checkpoint";
 const NAME = /^iter_(\d+)$/;
@@ -52,15 +42,6 @@ export interface SaveCheckpointOptions {
 
 export function checkpointName(iteration: number): string {
   return `iter_${String(iteration).padStart(7, "0")}`;
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** Writes a checkpoint of `iteration` atomically; returns its folder. */
@@ -99,10 +80,10 @@ export function saveCheckpoint(o: SaveCheckpointOptions): string {
       ),
     ),
   );
-  fsyncDir(tmp);
+  fsyncPath(tmp);
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
-  fsyncDir(o.dir);
+  fsyncPath(o.dir);
   writeFileAtomicSync(join(o.dir, LAST_CHECKPOINT), Buffer.from(`${name}\n`));
   if (o.keep > 0) {
     const all = listCheckpoints(o.dir);

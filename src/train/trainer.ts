@@ -12,7 +12,6 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Segmenter } from "../api/segmenter.js";
 import { getBenchmark, loadClassNames } from "../data/benchmarks.js";
-import { writeFileAtomicSync } from "../data/labels.js";
 import { DedosModel } from "../dedos/model.js";
 import { DiffusionBranch, type DiffusionComponents, loadDiffusersFolder } from "../diffusion/pipeline.js";
 import { evaluateShard } from "../eval/evaluate.js";
@@ -31,6 +30,7 @@ import {
   tensor,
   tidy,
 } from "../torch/tensor.js";
+import { writeFileAtomicSync } from "../util/fs.js";
 import { formatSeconds } from "../util/progress.js";
 import {
   base64ToTensor,

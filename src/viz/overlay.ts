@@ -1,7 +1,8 @@
 // Pictures of a labelling: colour overlay with a legend (colour, name, pixel share), and indexed label PNGs.
-import { renameSync } from "node:fs";
+
 import sharp, { type Sharp } from "sharp";
 import type { RgbImage } from "../data/image-decode.js";
+import { writeAtomicWith } from "../util/fs.js";
 import { classColor } from "./palette.js";
 
 export interface ClassShare {
@@ -32,11 +33,10 @@ function escapeXml(s: string): string {
   );
 }
 
-/** Writes `file` atomically: to a temporary name first, then renamed, so a crash never leaves half a file. */
+/** Writes `file` atomically (util/fs.ts). */
 async function writeAtomic(file: string, img: Sharp): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}.png`;
-  await img.png().toFile(tmp);
-  renameSync(tmp, file);
+  // sharp picks the format from the extension: name it explicitly, the temporary name has none.
+  await writeAtomicWith(file, async (tmp) => void (await img.png().toFile(tmp)));
 }
 
 /**

@@ -30,7 +30,6 @@ import {
 import { type Fixture, loadFixture } from "../../src/parity/fixture.js";
 import * as F from "../../src/torch/functional.js";
 import { saveSafetensors, tensorFromRecord } from "../../src/torch/io/load.js";
-import { PACKAGE_ROOT } from "../../src/torch/native.js";
 import { StateDictError } from "../../src/torch/nn/module.js";
 import {
   dispose,
@@ -43,6 +42,7 @@ import {
   tensor,
   tidy,
 } from "../../src/torch/tensor.js";
+import { PACKAGE_ROOT } from "../../src/util/assets.js";
 
 const fixtures = join(PACKAGE_ROOT, "test/fixtures");
 const PAD = loadFixture(join(fixtures, "catseg_aggregator"));

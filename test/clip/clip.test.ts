@@ -40,9 +40,9 @@ import {
 } from "../../src/parity/cases/clip.js";
 import { loadFixture } from "../../src/parity/fixture.js";
 import { saveSafetensors } from "../../src/torch/io/load.js";
-import { PACKAGE_ROOT } from "../../src/torch/native.js";
 import { StateDictError } from "../../src/torch/nn/module.js";
 import { dispose, Generator, noGrad, rand, type Tensor, tensor, tidy } from "../../src/torch/tensor.js";
+import { PACKAGE_ROOT } from "../../src/util/assets.js";
 
 const fixtures = join(PACKAGE_ROOT, "test/fixtures");
 const tmp = mkdtempSync(join(tmpdir(), "dedos-clip-"));

@@ -1,21 +1,11 @@
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { ClipTokenizer, cleanText, EOT_ID, SOT_ID } from "../../src/clip/tokenizer.js";
 import { runTokenizerCase } from "../../src/parity/cases/tokenizer.js";
 import { loadFixture } from "../../src/parity/fixture.js";
-
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, "package.json"))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error("package.json not found");
-    dir = parent;
-  }
-  return dir;
-}
+import { PACKAGE_ROOT } from "../../src/util/assets.js";
 
 interface Vector {
   text: string;
@@ -23,7 +13,7 @@ interface Vector {
   tokenize_truncate_true?: number[];
 }
 
-const root = packageRoot();
+const root = PACKAGE_ROOT;
 const fixture = loadFixture(join(root, "test/fixtures/tokenizer"));
 const vectors: Vector[] = fixture.json.vectors;
 const tok = ClipTokenizer.load();

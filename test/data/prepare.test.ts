@@ -20,7 +20,6 @@ import {
   benchmarkPaths,
   getBenchmark,
   loadClassNames,
-  packageRoot,
 } from "../../src/data/benchmarks.js";
 import {
   decodeAdeFullFormat,
@@ -46,8 +45,9 @@ import {
   prepareDataset,
 } from "../../src/data/prepare.js";
 import { ConfusionMatrix, computeMetrics } from "../../src/eval/semseg-metrics.js";
+import { PACKAGE_ROOT } from "../../src/util/assets.js";
 
-const ASSETS = join(packageRoot(), "assets");
+const ASSETS = join(PACKAGE_ROOT, "assets");
 const TMP = mkdtempSync(join(tmpdir(), "dedos-prepare-"));
 after(() => rmSync(TMP, { recursive: true, force: true }));
 

@@ -37,9 +37,9 @@ import {
 } from "../../src/parity/cases/diffusion.js";
 import { loadFixture } from "../../src/parity/fixture.js";
 import { saveSafetensors } from "../../src/torch/io/load.js";
-import { PACKAGE_ROOT } from "../../src/torch/native.js";
 import { StateDictError } from "../../src/torch/nn/module.js";
 import { Generator, noGrad, randn, type Tensor, tensor, tidy } from "../../src/torch/tensor.js";
+import { PACKAGE_ROOT } from "../../src/util/assets.js";
 import { assertClose } from "../helpers.js";
 
 const fixtures = join(PACKAGE_ROOT, "test/fixtures");

@@ -34,7 +34,6 @@ import {
   releaseMappings,
   saveSafetensors,
 } from "../../src/torch/io/load.js";
-import { PACKAGE_ROOT } from "../../src/torch/native.js";
 import { StateDictError } from "../../src/torch/nn/module.js";
 import {
   arange,
@@ -46,6 +45,7 @@ import {
   tensor,
   tidy,
 } from "../../src/torch/tensor.js";
+import { PACKAGE_ROOT } from "../../src/util/assets.js";
 
 const fixtures = join(PACKAGE_ROOT, "test/fixtures");
 const tmp = mkdtempSync(join(tmpdir(), "dedos-pipeline-"));

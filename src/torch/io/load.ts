@@ -1,15 +1,7 @@
 // Turns file records into tensors (memory-mapped, lazily per tensor) and reads any supported checkpoint
 // format into a state dict: safetensors, torch.save zip/legacy `.pth`/`.bin`, TorchScript `.pt`.
-import {
-  closeSync,
-  fstatSync,
-  fsyncSync,
-  openSync,
-  readSync,
-  renameSync,
-  statSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, fstatSync, openSync, readSync, statSync, writeSync } from "node:fs";
+import { writeAtomicWithSync } from "../../util/fs.js";
 import { type DType, dtypeCode } from "../dtype.js";
 import { native as N } from "../native.js";
 import { Tensor } from "../tensor.js";
@@ -132,17 +124,13 @@ export function saveSafetensors(
     return { name, dtype: dtype as Exclude<DType, never>, shape: t.shape, t };
   });
   const { header } = buildSafetensorsHeader(entries, metadata);
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(tmp, "w");
-  try {
-    writeSync(fd, header);
-    for (const e of entries) {
-      const buf = Buffer.from(N.toBuffer(e.t.handle));
-      writeSync(fd, buf);
+  writeAtomicWithSync(file, (tmp) => {
+    const fd = openSync(tmp, "w");
+    try {
+      writeSync(fd, header);
+      for (const e of entries) writeSync(fd, Buffer.from(N.toBuffer(e.t.handle)));
+    } finally {
+      closeSync(fd);
     }
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
+  });
 }

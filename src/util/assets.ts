@@ -1,5 +1,6 @@
-// The package root (the folder holding package.json, and assets/), found from this module's location (src/util
-// when run from source, dist/src/util when compiled). Free of libtorch, so worker threads can import it.
+// The package root (the folder holding package.json) and the files bundled under it (assets/: the CLIP
+// vocabulary, class lists, templates, sample images), found from this module's location (src/util when run
+// from source, dist/src/util when compiled). Free of libtorch, so worker threads can import it.
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,3 +18,8 @@ export function findPackageRoot(from: string = dirname(fileURLToPath(import.meta
 
 /** The installed package's root folder. */
 export const PACKAGE_ROOT: string = findPackageRoot();
+
+/** A bundled file: `assetPath("classes", "ade150.json")` → <package>/assets/classes/ade150.json. */
+export function assetPath(...parts: string[]): string {
+  return join(PACKAGE_ROOT, "assets", ...parts);
+}
