@@ -3,8 +3,8 @@
 
 import { dedosPreset } from "../src/dedos/config.js";
 import { DedosModel } from "../src/dedos/model.js";
+import { DiffusionBranch, type DiffusionComponents } from "../src/diffusion/branch.js";
 import { SD_PRESETS } from "../src/diffusion/config.js";
-import { DiffusionBranch, type DiffusionComponents } from "../src/diffusion/pipeline.js";
 import { UNet2DConditionModel } from "../src/diffusion/unet.js";
 import { AutoencoderKL } from "../src/diffusion/vae.js";
 import { Generator, randn, type Tensor } from "../src/torch/index.js";

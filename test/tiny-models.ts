@@ -1,7 +1,8 @@
 // Tiny model configurations shared by tests: the real architectures at widths that run in milliseconds.
-import type { CatSegConfig } from "../src/catseg/model.js";
+import type { CatSegConfig } from "../src/catseg/config.js";
 import type { ClipConfig } from "../src/clip/config.js";
 import { type DedosConfig, dedosPreset } from "../src/dedos/config.js";
+import type { DiffusionComponents } from "../src/diffusion/branch.js";
 import {
   AUTOENCODER_KL_DEFAULTS,
   type AutoencoderKLConfig,
@@ -9,7 +10,6 @@ import {
   UNET_2D_CONDITION_DEFAULTS,
   type UNet2DConditionConfig,
 } from "../src/diffusion/config.js";
-import type { DiffusionComponents } from "../src/diffusion/pipeline.js";
 import { UNet2DConditionModel, unetTapSpecs } from "../src/diffusion/unet.js";
 import { AutoencoderKL } from "../src/diffusion/vae.js";
 import { Generator, randn, type Tensor } from "../src/torch/tensor.js";

@@ -1,17 +1,18 @@
 // The library face of segmentation: a segmenter built from a config and weights, `segment(image, classes)`.
 // It runs CAT-Seg (its released checkpoints) or DEDOS (weights trained with `dedos train`; with diffusion
 // conditioning it needs Stable Diffusion 2-base in diffusers layout too).
-import { readFileSync } from "node:fs";
+
+import type { CatSegConfig } from "../catseg/config.js";
 import { segmentTensor, type WindowPreset } from "../catseg/inference.js";
-import { type CatSegConfig, CatSegModel, catSegPreset } from "../catseg/model.js";
+import type { CatSegModel } from "../catseg/model.js";
+import { ClipModel } from "../clip/model.js";
 import { parseClassList } from "../data/classes.js";
 import { type ImageInput, readImageRGB } from "../data/image-decode.js";
 import { imageToTensor } from "../data/image-tensor.js";
-import { type DedosConfig, dedosPreset } from "../dedos/config.js";
-import { DEDOS_WEIGHTS_FORMAT, DedosModel } from "../dedos/model.js";
-import { type DiffusersFolder, DiffusionBranch, loadDiffusersFolder } from "../diffusion/pipeline.js";
-import { Generator, noGrad, tidy } from "../torch/index.js";
-import { readCheckpointRecords } from "../torch/io/load.js";
+import type { DedosConfig } from "../dedos/config.js";
+import { DedosModel } from "../dedos/model.js";
+import { createModel } from "../models/factory.js";
+import { noGrad, tidy } from "../torch/index.js";
 import { type ClassShare, classShares } from "../viz/overlay.js";
 
 export interface SegmenterOptions {
@@ -25,8 +26,11 @@ export interface SegmenterOptions {
    * JSON file holding one. DEDOS weights files carry their own config.
    */
   config?: string | CatSegConfig | DedosConfig;
-  /** CAT-Seg checkpoint (`model_final.pth`), or DEDOS weights (`model_final.safetensors`). None: random weights. */
-  weights?: string;
+  /**
+   * CAT-Seg checkpoint (`model_final.pth`) or DEDOS weights (`model_final.safetensors`), or "random" for
+   * random weights (they show the pipeline, they do not segment).
+   */
+  weights: string;
   /** Stable Diffusion 2-base in diffusers layout (DEDOS with `proxy.conditioning = diffusion`). */
   sd?: string;
   /** "cpu" (default) or "cuda[:N]". */
@@ -72,42 +76,33 @@ export class Segmenter {
     readonly randomWeights: boolean,
     readonly device: string,
     readonly window: WindowPreset,
-    private readonly owned: { sd: DiffusersFolder | null; model: boolean },
+    private readonly ownsModel: boolean,
   ) {}
 
-  static create(o: SegmenterOptions = {}): Segmenter {
+  static create(o: SegmenterOptions): Segmenter {
     const device = o.device ?? "cpu";
-    const dedos = o.weights ? isDedosWeights(o.weights) : o.model === "dedos" || isDedosConfig(o.config);
-    let model: CatSegModel | DedosModel;
-    let sd: DiffusersFolder | null = null;
-    if (dedos) {
-      const config = o.config === undefined ? undefined : resolveDedosConfig(o.config);
-      const m = o.weights
-        ? DedosModel.fromFile(o.weights, { config })
-        : new DedosModel(config ?? dedosPreset("vitb_384"), { generator: new Generator(o.seed ?? 0) }).eval();
-      try {
-        if (m.needsDiffusionAtInference || o.sd) {
-          if (!o.sd)
-            throw new Error(
-              "this DEDOS model reads Stable Diffusion at inference (proxy.conditioning = diffusion): pass sd " +
-                "(--sd DIR), the stable-diffusion-2-base folder in diffusers layout",
-            );
-          sd = loadDiffusersFolder(o.sd, { device });
-          m.attachDiffusion(new DiffusionBranch(sd, m.config.diffusion));
-        }
-      } catch (e) {
-        m.dispose();
-        throw e;
-      }
-      model = m;
-    } else {
-      const config = resolveCatSegConfig(o.config ?? "vitb_384");
-      model = o.weights
-        ? CatSegModel.fromCheckpoint(o.weights, { config })
-        : new CatSegModel(config, { generator: new Generator(o.seed ?? 0) }).eval();
+    const model = createModel({
+      arch: o.model,
+      config: o.config,
+      weights: o.weights,
+      sd: o.sd,
+      device,
+      seed: o.seed,
+    });
+    if (model instanceof ClipModel) {
+      model.dispose();
+      throw new Error(
+        `${o.weights}: OpenAI CLIP weights alone do not segment; use a CAT-Seg or DEDOS checkpoint`,
+      );
     }
-    if (device !== "cpu") model.to(device);
-    return new Segmenter(model, !o.weights, device, o.window ?? "catseg", { sd, model: true });
+    if (model instanceof DedosModel && model.needsDiffusionAtInference && !model.diffusionBranch) {
+      model.dispose();
+      throw new Error(
+        "this DEDOS model reads Stable Diffusion at inference (proxy.conditioning = diffusion): pass sd " +
+          "(--sd DIR), the stable-diffusion-2-base folder in diffusers layout",
+      );
+    }
+    return new Segmenter(model, o.weights === "random", device, o.window ?? "catseg", true);
   }
 
   /** A segmenter over a model you already hold (e.g. during training); `dispose` leaves the model alone. */
@@ -115,7 +110,7 @@ export class Segmenter {
     model: CatSegModel | DedosModel,
     o: { window?: WindowPreset; device?: string } = {},
   ): Segmenter {
-    return new Segmenter(model, false, o.device ?? "cpu", o.window ?? "catseg", { sd: null, model: false });
+    return new Segmenter(model, false, o.device ?? "cpu", o.window ?? "catseg", false);
   }
 
   /** Labels every pixel of `image` with one of `classes` (an array, or "a; b, synonym; c"). */
@@ -150,58 +145,8 @@ export class Segmenter {
     };
   }
 
+  /** Frees the model (and the Stable Diffusion folder it loaded), unless it was given by `fromModel`. */
   dispose(): void {
-    if (this.owned.model) this.model.dispose();
-    this.owned.sd?.dispose();
+    if (this.ownsModel) this.model.dispose();
   }
-}
-
-/** A `--model` value: catseg, dedos or absent. */
-export function parseModelKind(m: string | undefined): SegmenterOptions["model"] {
-  if (m === undefined || m === "catseg" || m === "dedos") return m;
-  throw new Error(`--model must be catseg or dedos, got "${m}"`);
-}
-
-function isDedosWeights(file: string): boolean {
-  return readCheckpointRecords(file).extra.format === DEDOS_WEIGHTS_FORMAT;
-}
-
-function readJsonConfig(file: string): unknown {
-  try {
-    return JSON.parse(readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new Error(`${file}: cannot read the model config (${(e as Error).message})`);
-  }
-}
-
-/** A DedosConfig has `catseg` and `head`; a training run's config.json holds one under `model`. */
-function asDedosConfig(v: unknown): DedosConfig | null {
-  const o = v as Record<string, unknown> | null;
-  if (o && typeof o === "object" && "catseg" in o && "head" in o) return o as unknown as DedosConfig;
-  if (o && typeof o === "object" && "model" in o) return asDedosConfig(o.model);
-  return null;
-}
-
-function isDedosConfig(c: SegmenterOptions["config"]): boolean {
-  if (c === undefined) return false;
-  if (typeof c === "string") return c.endsWith(".json") && asDedosConfig(readJsonConfig(c)) !== null;
-  return asDedosConfig(c) !== null;
-}
-
-function resolveDedosConfig(c: string | CatSegConfig | DedosConfig): DedosConfig {
-  if (typeof c === "string") {
-    if (!c.endsWith(".json")) return dedosPreset(c);
-    const cfg = asDedosConfig(readJsonConfig(c));
-    if (!cfg) throw new Error(`${c}: not a DEDOS config (no "catseg" and "head" fields)`);
-    return cfg;
-  }
-  const cfg = asDedosConfig(c);
-  if (!cfg) throw new Error("Segmenter: a CAT-Seg config was given for a DEDOS model");
-  return cfg;
-}
-
-function resolveCatSegConfig(c: string | CatSegConfig | DedosConfig): CatSegConfig {
-  if (typeof c !== "string") return asDedosConfig(c)?.catseg ?? (c as CatSegConfig);
-  if (c.endsWith(".json")) return readJsonConfig(c) as CatSegConfig;
-  return catSegPreset(c);
 }

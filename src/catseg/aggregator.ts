@@ -12,9 +12,8 @@
 //   → decoder: 2× (transposed conv ×2, concat projected guidance, DoubleConv) → 3×3 head → (B, T, 4H, 4W)
 
 import * as F from "../torch/functional.js";
-import { withCheckpoint } from "../torch/io/load.js";
 import * as nn from "../torch/nn/layers.js";
-import { buildAndLoad, Module, ModuleList } from "../torch/nn/module.js";
+import { Module, ModuleList } from "../torch/nn/module.js";
 import { cat, einsum, full, type Tensor, tidy, zeros } from "../torch/tensor.js";
 import {
   AGGREGATOR_CONSTANTS,
@@ -24,9 +23,6 @@ import {
   validateAggregatorConfig,
 } from "./config.js";
 import { SwinTransformerBlockWrapper } from "./swin.js";
-
-/** Where CAT-Seg checkpoints keep the Aggregator (CATSeg → sem_seg_head → predictor → transformer). */
-export const CATSEG_AGGREGATOR_PREFIX = "sem_seg_head.predictor.transformer.";
 
 /** F.normalize(x, dim): x / max(‖x‖₂, 1e-12). */
 export function l2normalizeSafe(x: Tensor, dim: number): Tensor {
@@ -543,39 +539,4 @@ export class Aggregator extends Module {
       if (!ok) fail(`${name} must be [${B}, ${ch}, ${H * scale}, ${W * scale}], got ${s(g!)}`);
     });
   }
-
-  /** A model built from `config` with the Aggregator weights of a checkpoint file (strict). */
-  static fromCheckpoint(file: string, config: AggregatorConfig, o: { prefix?: string } = {}): Aggregator {
-    return withCheckpoint(file, (ckpt) =>
-      buildAndLoad(
-        () => new Aggregator(config),
-        (m) =>
-          loadAggregatorWeights(m, ckpt.tensors, {
-            prefix: o.prefix ?? CATSEG_AGGREGATOR_PREFIX,
-            source: file,
-          }),
-      ),
-    );
-  }
-}
-
-/**
- * Strictly loads the keys under `prefix` (default the CAT-Seg checkpoint path of the Aggregator) into
- * `model`; keys outside the prefix are ignored. Errors (StateDictError) name every missing / unexpected key
- * and every shape mismatch.
- */
-export function loadAggregatorWeights(
-  model: Aggregator,
-  tensors: ReadonlyMap<string, Tensor>,
-  o: { prefix?: string; source?: string } = {},
-): void {
-  const prefix = o.prefix ?? CATSEG_AGGREGATOR_PREFIX;
-  const sd = new Map<string, Tensor>();
-  for (const [k, t] of tensors) if (k.startsWith(prefix)) sd.set(k.slice(prefix.length), t);
-  if (sd.size === 0 && tensors.size > 0) {
-    throw new Error(
-      `${o.source ?? "the state dict"}: no key starts with "${prefix}" (not a CAT-Seg Aggregator?)`,
-    );
-  }
-  model.loadStateDict(sd, { strict: true, source: o.source });
 }

@@ -1,10 +1,13 @@
-// CAT-Seg cost-aggregation head (cat_seg/modeling/transformer/model.py `Aggregator`): every constructor
-// constant as a typed config, the presets of the released configs, and the builder from a parity case.
+// CAT-Seg configuration: the cost-aggregation head (cat_seg/modeling/transformer/model.py `Aggregator`) with
+// every constructor constant as a typed field, the whole model (CLIP + head + guidance taps), and the presets
+// of the released configs (configs/vitb_384.yaml, configs/vitl_336.yaml).
 //
 // Field ↔ reference: each field names the `Aggregator.__init__` argument it mirrors and the detectron2 key
 // (`MODEL.SEM_SEG_HEAD.*`) that CATSegPredictor.from_config reads into it. Two arguments are not passed by
 // CATSegPredictor and therefore always take the Aggregator defaults in CAT-Seg: `prompt_channel` (1) and
 // `pad_len` (256).
+
+import { CLIP_PRESETS, type ClipConfig } from "../clip/config.js";
 
 /** Class-aggregation attention: "linear" (elu+1 kernel, CAT-Seg default) or "full" (softmax). */
 export type AggregatorAttentionType = "linear" | "full";
@@ -168,46 +171,60 @@ export function validateAggregatorConfig(c: AggregatorConfig): void {
     );
 }
 
-/**
- * An AggregatorConfig from a parity case's `config` object (test/fixtures/catseg_aggregator*). Keys may carry
- * an explanation after the name ("prompt_channel (P)"); `pooling_size` there is prose (both sizes are run),
- * so the CAT-Seg training default (2, 2) is used unless it is a pair. The case's `shift_size` is checked
- * against the one the Swin blocks derive.
- */
-export function aggregatorConfigFromCase(config: Record<string, unknown>): AggregatorConfig {
-  const get = <T>(name: string, fallback?: T): T => {
-    for (const [k, v] of Object.entries(config)) if (k === name || k.startsWith(`${name} `)) return v as T;
-    if (fallback !== undefined) return fallback;
-    throw new Error(`case.json config has no "${name}"`);
+// ---------------------------------------------------------------------------------------------------------
+// The whole model
+
+export interface CatSegConfig {
+  clip: ClipConfig;
+  aggregator: AggregatorConfig;
+  /** Side of the square the image tower is fed (CATSeg `clip_resolution`: 384 ViT-B/16, 336 ViT-L/14). */
+  clipResolution: number;
+  /** CLIP blocks whose outputs become the decoder guidance (CATSeg `layer_indexes`). */
+  taps: [number, number];
+  /**
+   * Class-layer pooling at test time. CAT-Seg trains with POOLING_SIZES (2, 2) (the aggregator config) and
+   * evaluates with (1, 1) (eval.sh overrides MODEL.SEM_SEG_HEAD.POOLING_SIZES "[1,1]").
+   */
+  testPoolingSize: [number, number];
+}
+
+export type CatSegPresetName = AggregatorPresetName;
+
+/** The released configs: configs/vitb_384.yaml and configs/vitl_336.yaml. */
+export function catSegPreset(name: string): CatSegConfig {
+  const clipName = name === "vitb_384" ? "ViT-B/16" : name === "vitl_336" ? "ViT-L/14@336px" : undefined;
+  if (!clipName) throw new Error(`unknown CAT-Seg preset "${name}" (one of vitb_384, vitl_336)`);
+  const clip = CLIP_PRESETS[clipName];
+  return {
+    clip: { vision: { ...clip.vision }, text: { ...clip.text } },
+    aggregator: cloneAggregatorConfig(AGGREGATOR_PRESETS[name as AggregatorPresetName]),
+    clipResolution: clip.clipResolution,
+    taps: [clip.taps[0]!, clip.taps[1]!],
+    testPoolingSize: [1, 1],
   };
-  const pair = (name: string, fallback?: [number, number]): [number, number] => {
-    const v = get<unknown>(name, fallback);
-    if (Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === "number")) return [v[0], v[1]];
-    if (typeof v === "number") return [v, v];
-    if (fallback) return fallback;
-    throw new Error(`case.json config "${name}" is not a pair: ${JSON.stringify(v)}`);
+}
+
+/** Throws when the CLIP and aggregator halves of a config do not fit together. */
+export function validateCatSegConfig(c: CatSegConfig): void {
+  const bad = (msg: string): never => {
+    throw new Error(`CatSegConfig: ${msg}`);
   };
-  const c: AggregatorConfig = {
-    textGuidanceDim: get("text_guidance_dim"),
-    textGuidanceProjDim: get("text_guidance_proj_dim"),
-    appearanceGuidanceDim: get("appearance_guidance_dim"),
-    appearanceGuidanceProjDim: get("appearance_guidance_proj_dim"),
-    decoderDims: pair("decoder_dims"),
-    decoderGuidanceDims: pair("decoder_guidance_dims"),
-    decoderGuidanceProjDims: pair("decoder_guidance_proj_dims"),
-    numLayers: get("num_layers"),
-    nheads: get("nheads"),
-    hiddenDim: get("hidden_dim"),
-    poolingSize: pair("pooling_size", [2, 2]),
-    featureResolution: pair("feature_resolution"),
-    windowSize: get("window_size"),
-    attentionType: get("attention_type", "linear"),
-    promptChannel: get("prompt_channel", 1),
-    padLen: get("pad_len", 256),
-  };
-  const shift = get<number | null>("shift_size", null);
-  if (shift !== null && shift !== swinShiftSize(c))
-    throw new Error(`case.json shift_size ${shift} differs from the derived ${swinShiftSize(c)}`);
-  validateAggregatorConfig(c);
-  return c;
+  const v = c.clip.vision;
+  const a = c.aggregator;
+  if (c.clipResolution % v.patchSize !== 0)
+    bad(`clipResolution ${c.clipResolution} is not a multiple of the patch size ${v.patchSize}`);
+  const g = c.clipResolution / v.patchSize;
+  if (a.featureResolution[0] !== g || a.featureResolution[1] !== g)
+    bad(`aggregator featureResolution ${a.featureResolution.join("×")} differs from the CLIP grid ${g}×${g}`);
+  if (a.appearanceGuidanceDim !== 0 && a.appearanceGuidanceDim !== v.outputDim)
+    bad(
+      `appearanceGuidanceDim ${a.appearanceGuidanceDim} differs from the CLIP image embedding ${v.outputDim}`,
+    );
+  if (a.textGuidanceDim !== 0 && a.textGuidanceDim !== c.clip.text.embedDim)
+    bad(`textGuidanceDim ${a.textGuidanceDim} differs from the CLIP text embedding ${c.clip.text.embedDim}`);
+  if (v.outputDim !== c.clip.text.embedDim)
+    bad(`CLIP image (${v.outputDim}) and text (${c.clip.text.embedDim}) embeddings differ`);
+  for (const t of c.taps)
+    if (!Number.isInteger(t) || t < 0 || t >= v.layers - 1)
+      bad(`tap ${t} is not a block before the last (dense) one of ${v.layers}`);
 }

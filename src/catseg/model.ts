@@ -16,91 +16,19 @@
 //   → taps of blocks (3, 7) / (7, 15): patch tokens (B, width, g, g) → upsample1 → g1 (2g), upsample2 → g2 (4g)
 //   → Aggregator(img, text repeated per image, [g0, g1, g2]) → logits (B, T, 4g, 4g)
 
-import { CLIP_PRESETS, type ClipConfig } from "../clip/config.js";
-import {
-  CLIP_NON_PARAMETER_KEYS,
-  ClipModel,
-  loadClipWeights,
-  packedToSplitAttention,
-  splitToPackedAttention,
-} from "../clip/model.js";
+import { ClipModel } from "../clip/model.js";
 import { type ClassEmbeddingOptions, embedClassNames, type PromptTokenizer } from "../clip/prompts.js";
 import type { ClipInitOptions } from "../clip/text.js";
 import { ClipTokenizer } from "../clip/tokenizer.js";
 import { prepareClipInput } from "../clip/vision.js";
-import { withCheckpoint } from "../torch/io/load.js";
 import * as nn from "../torch/nn/layers.js";
-import { buildAndLoad, Module } from "../torch/nn/module.js";
-import { dispose, type Tensor, tidy } from "../torch/tensor.js";
-import { Aggregator, CATSEG_AGGREGATOR_PREFIX } from "./aggregator.js";
-import {
-  AGGREGATOR_PRESETS,
-  type AggregatorConfig,
-  type AggregatorPresetName,
-  cloneAggregatorConfig,
-} from "./config.js";
-
-/** Where CAT-Seg checkpoints keep CLIP. */
-export const CATSEG_CLIP_PREFIX = "sem_seg_head.predictor.clip_model.";
-export { CATSEG_AGGREGATOR_PREFIX };
+import { Module } from "../torch/nn/module.js";
+import { type Tensor, tidy } from "../torch/tensor.js";
+import { Aggregator } from "./aggregator.js";
+import { type CatSegConfig, cloneAggregatorConfig, validateCatSegConfig } from "./config.js";
 
 /** CAT-Seg's single prompt template (PROMPT_ENSEMBLE_TYPE "single"). */
 export const CATSEG_TEMPLATE = "A photo of a {} in the scene";
-
-export interface CatSegConfig {
-  clip: ClipConfig;
-  aggregator: AggregatorConfig;
-  /** Side of the square the image tower is fed (CATSeg `clip_resolution`: 384 ViT-B/16, 336 ViT-L/14). */
-  clipResolution: number;
-  /** CLIP blocks whose outputs become the decoder guidance (CATSeg `layer_indexes`). */
-  taps: [number, number];
-  /**
-   * Class-layer pooling at test time. CAT-Seg trains with POOLING_SIZES (2, 2) (the aggregator config) and
-   * evaluates with (1, 1) (eval.sh overrides MODEL.SEM_SEG_HEAD.POOLING_SIZES "[1,1]").
-   */
-  testPoolingSize: [number, number];
-}
-
-export type CatSegPresetName = AggregatorPresetName;
-
-/** The released configs: configs/vitb_384.yaml and configs/vitl_336.yaml. */
-export function catSegPreset(name: string): CatSegConfig {
-  const clipName = name === "vitb_384" ? "ViT-B/16" : name === "vitl_336" ? "ViT-L/14@336px" : undefined;
-  if (!clipName) throw new Error(`unknown CAT-Seg preset "${name}" (one of vitb_384, vitl_336)`);
-  const clip = CLIP_PRESETS[clipName];
-  return {
-    clip: { vision: { ...clip.vision }, text: { ...clip.text } },
-    aggregator: cloneAggregatorConfig(AGGREGATOR_PRESETS[name as AggregatorPresetName]),
-    clipResolution: clip.clipResolution,
-    taps: [clip.taps[0]!, clip.taps[1]!],
-    testPoolingSize: [1, 1],
-  };
-}
-
-/** Throws when the CLIP and aggregator halves of a config do not fit together. */
-export function validateCatSegConfig(c: CatSegConfig): void {
-  const bad = (msg: string): never => {
-    throw new Error(`CatSegConfig: ${msg}`);
-  };
-  const v = c.clip.vision;
-  const a = c.aggregator;
-  if (c.clipResolution % v.patchSize !== 0)
-    bad(`clipResolution ${c.clipResolution} is not a multiple of the patch size ${v.patchSize}`);
-  const g = c.clipResolution / v.patchSize;
-  if (a.featureResolution[0] !== g || a.featureResolution[1] !== g)
-    bad(`aggregator featureResolution ${a.featureResolution.join("×")} differs from the CLIP grid ${g}×${g}`);
-  if (a.appearanceGuidanceDim !== 0 && a.appearanceGuidanceDim !== v.outputDim)
-    bad(
-      `appearanceGuidanceDim ${a.appearanceGuidanceDim} differs from the CLIP image embedding ${v.outputDim}`,
-    );
-  if (a.textGuidanceDim !== 0 && a.textGuidanceDim !== c.clip.text.embedDim)
-    bad(`textGuidanceDim ${a.textGuidanceDim} differs from the CLIP text embedding ${c.clip.text.embedDim}`);
-  if (v.outputDim !== c.clip.text.embedDim)
-    bad(`CLIP image (${v.outputDim}) and text (${c.clip.text.embedDim}) embeddings differ`);
-  for (const t of c.taps)
-    if (!Number.isInteger(t) || t < 0 || t >= v.layers - 1)
-      bad(`tap ${t} is not a block before the last (dense) one of ${v.layers}`);
-}
 
 /** CLIP features of a batch, independent of the classes (computed once, shared by class chunks). */
 export interface CatSegFeatures {
@@ -142,11 +70,6 @@ class CatSegPredictor extends Module {
     this.clip_model = this.child("clip_model", new ClipModel(c.clip, o));
     this.transformer = this.child("transformer", new Aggregator(c.aggregator, o));
   }
-}
-
-export interface CatSegCheckpointOptions {
-  /** The architecture (default the ViT-B/16 preset `vitb_384`). */
-  config?: CatSegConfig;
 }
 
 export interface CatSegTextOptions extends Pick<ClassEmbeddingOptions, "synonyms" | "batchSize" | "cache"> {
@@ -289,58 +212,4 @@ export class CatSegModel extends Module {
     }
     return emb;
   }
-
-  /** The state dict in the checkpoint's layout (CLIP attention split into q/k/v_proj_weight). */
-  catsegStateDict(): Map<string, Tensor> {
-    const clip = new Map<string, Tensor>();
-    const out = new Map<string, Tensor>();
-    for (const [k, t] of this.stateDict()) {
-      if (k.startsWith(CATSEG_CLIP_PREFIX)) clip.set(k, t);
-      else out.set(k, t);
-    }
-    const split = packedToSplitAttention(clip);
-    return new Map([...split, ...out]);
-  }
-
-  /**
-   * Strictly loads checkpoint tensors (CAT-Seg layout: split or packed CLIP attention, OpenAI's CLIP
-   * non-parameter entries tolerated). Throws a StateDictError naming every missing, unexpected and wrongly
-   * shaped key.
-   */
-  loadCatSegWeights(tensors: ReadonlyMap<string, Tensor>, source = "the state dict"): void {
-    const clip = new Map<string, Tensor>();
-    const rest = new Map<string, Tensor>();
-    for (const [k, t] of tensors) (k.startsWith(CATSEG_CLIP_PREFIX) ? clip : rest).set(k, t);
-    // CLIP through the shared conversion (drops input_resolution & co., packs split attention) …
-    const probe = new Map<string, Tensor>();
-    const { stateDict, created } = splitToPackedAttention(clip, source);
-    try {
-      for (const [k, t] of stateDict) probe.set(k, t);
-      for (const [k, t] of rest) probe.set(k, t);
-      for (const name of CLIP_NON_PARAMETER_KEYS) probe.delete(CATSEG_CLIP_PREFIX + name);
-      // … and one strict load of everything, so a single error lists every problem.
-      this.loadStateDict(probe, { strict: true, source });
-    } finally {
-      dispose(created);
-    }
-  }
-
-  /** Builds the model and strictly loads a CAT-Seg checkpoint (detectron2 `.pth`, or safetensors). */
-  static fromCheckpoint(file: string, o: CatSegCheckpointOptions = {}): CatSegModel {
-    return withCheckpoint(file, (ckpt) =>
-      buildAndLoad(
-        () => new CatSegModel(o.config ?? catSegPreset("vitb_384"), { init: "empty" }),
-        (m) => m.loadCatSegWeights(ckpt.tensors, file),
-      ),
-    );
-  }
-}
-
-/** Loads only CAT-Seg's CLIP from a checkpoint into a ClipModel (for tools that need CLIP alone). */
-export function loadCatSegClip(
-  model: ClipModel,
-  tensors: ReadonlyMap<string, Tensor>,
-  source?: string,
-): void {
-  loadClipWeights(model, tensors, { prefix: CATSEG_CLIP_PREFIX, source });
 }

@@ -5,13 +5,12 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { clipPreset } from "../clip/config.js";
-import { ClipModel } from "../clip/model.js";
-import { embedClassNames } from "../clip/prompts.js";
 import { ClipTokenizer } from "../clip/tokenizer.js";
-import { normalizeClipPixels, resizeForClip } from "../clip/vision.js";
+import { zeroShotSegment } from "../clip/zero-shot.js";
+import { parseClassList } from "../data/classes.js";
 import { readImageRGB } from "../data/image-decode.js";
 import { imageToTensor } from "../data/image-tensor.js";
-import { F, Generator, noGrad, tidy } from "../torch/index.js";
+import { createModel } from "../models/factory.js";
 import { assetPath } from "../util/assets.js";
 import { writeLabelPng, writeOverlay } from "../viz/overlay.js";
 
@@ -51,44 +50,28 @@ export async function demoCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const imagePath = values.image ?? DEFAULT_IMAGE;
-  const classes = (values.classes ?? DEFAULT_CLASSES)
-    .split(";")
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (classes.length === 0) throw new Error("--classes: no class names given");
+  const classes = parseClassList(values.classes ?? DEFAULT_CLASSES);
   const outDir = resolve(values.out ?? "out/demo");
   mkdirSync(outDir, { recursive: true });
 
   const weights = values["clip-weights"] ?? (existsSync(DEFAULT_WEIGHTS) ? DEFAULT_WEIGHTS : undefined);
   const t0 = performance.now();
-  let model: ClipModel;
-  if (weights) {
-    console.log(`loading CLIP weights from ${weights}`);
-    model = ClipModel.fromCheckpoint(weights);
-  } else {
+  if (weights) console.log(`loading CLIP weights from ${weights}`);
+  else
     console.log(
       "NOTE: no CLIP weights found — using RANDOM weights (ViT-B/16 shape) to show the pipeline; the labels are meaningless.\n" +
         `      Bring real weights: put OpenAI's ViT-B-16.pt at ${DEFAULT_WEIGHTS} or pass --clip-weights FILE.`,
     );
-    const p = clipPreset("ViT-B/16");
-    model = new ClipModel({ vision: p.vision, text: p.text }, { generator: new Generator(0) }).eval();
-  }
-  const tokenizer = ClipTokenizer.load();
+  const p = clipPreset("ViT-B/16");
+  const model = createModel({
+    arch: "clip",
+    weights: weights ?? "random",
+    config: weights ? undefined : { vision: p.vision, text: p.text },
+  });
   const image = await readImageRGB(imagePath);
-  const res = 384;
-  const labels = noGrad(() =>
-    tidy(() => {
-      const x = resizeForClip(normalizeClipPixels(imageToTensor(image)), res); // (1, 3, 384, 384)
-      const out = model.visual.forward(x, { dense: true });
-      const [gh, gw] = out.grid;
-      const feats = out.tokens.slice(1, 1).reshape(1, gh, gw, -1); // (1, gh, gw, E) patch tokens
-      const patches = feats.div(feats.norm(2, -1, true)); // cosine needs unit vectors
-      const text = embedClassNames(model, tokenizer, classes).squeeze(1); // (T, E)
-      const logits = patches.matmul(text.mT).permute(0, 3, 1, 2); // (1, T, gh, gw)
-      const full = F.interpolate(logits, { size: [image.height, image.width], mode: "bilinear" });
-      return full.argmax(1).flatten().to("int32"); // (H·W)
-    }),
-  );
+  const input = imageToTensor(image);
+  const labels = zeroShotSegment(model, ClipTokenizer.load(), input, classes);
+  input.dispose();
   const lab = labels.intoTypedArray() as Int32Array;
   const base = imagePath.replace(/^.*\//, "").replace(/\.[^.]+$/, "");
   const title = weights ? `CLIP ViT-B/16 zero-shot` : "RANDOM weights (pipeline demo)";

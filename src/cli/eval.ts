@@ -2,7 +2,8 @@
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { parseModelKind, Segmenter } from "../api/segmenter.js";
+import { Segmenter } from "../api/segmenter.js";
+import { parseModelKind } from "./options.js";
 import { BENCHMARK_NAMES, getBenchmark } from "../data/benchmarks.js";
 import { evaluateShard, listSplit } from "../eval/evaluate.js";
 import { writeEvalReport } from "../eval/report.js";
@@ -95,7 +96,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     console.log("NOTE: no --weights given — evaluating RANDOM weights (numbers are meaningless).");
   const seg = Segmenter.create({
     config: values.config,
-    weights: values.weights,
+    weights: values.weights ?? "random",
     sd: values.sd,
     model: parseModelKind(values.model),
     device: values.device,

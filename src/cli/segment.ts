@@ -2,11 +2,12 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { parseModelKind, Segmenter } from "../api/segmenter.js";
+import { Segmenter } from "../api/segmenter.js";
 import { parseClassList, readClassFile } from "../data/classes.js";
 import { readImageRGB } from "../data/image-decode.js";
 import { Progress } from "../util/progress.js";
 import { writeLabelPng, writeOverlay } from "../viz/overlay.js";
+import { parseModelKind } from "./options.js";
 
 const HELP = `dedos segment <images...> — label every pixel with the classes you name
 
@@ -81,7 +82,7 @@ export async function segmentCommand(argv: string[]): Promise<number> {
   }
   const seg = Segmenter.create({
     config: values.config,
-    weights: values.weights,
+    weights: values.weights ?? "random",
     sd: values.sd,
     model: parseModelKind(values.model),
     device: values.device,

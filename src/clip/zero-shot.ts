@@ -1,6 +1,8 @@
-// Zero-shot image classification with CLIP (the paper's standard use; a smoke test for loaded weights):
-//   image → CLIP normalisation → bilinear resize to the native resolution → pooled image embedding
-//   labels → prompt embeddings (templates averaged) → softmax(exp(logit_scale) · cosine) over the labels.
+// Zero-shot use of CLIP alone:
+//   classify: image → CLIP normalisation → bilinear resize to the native resolution → pooled image embedding;
+//             labels → prompt embeddings (templates averaged) → softmax(exp(logit_scale) · cosine).
+//   segment (MaskCLIP-style, patch level, `dedos demo`): dense patch features at `resolution` → cosine with
+//             each label's embedding → bilinear to the image size → argmax per pixel.
 
 import * as F from "../torch/functional.js";
 import { noGrad, type Tensor, tidy } from "../torch/tensor.js";
@@ -29,6 +31,35 @@ export function zeroShotClassify(
       const text = embedClassNames(model, tokenizer, labels, { ...o, templateReduction: "mean" }).squeeze(1); // (N, E)
       const logits = img.matmul(text.transpose(0, 1)).mul(model.logitScale.exp()); // (B, N)
       return F.softmax(logits, -1);
+    }),
+  );
+}
+
+export interface ZeroShotSegmentOptions extends Pick<ClassEmbeddingOptions, "templates" | "synonyms"> {
+  /** Side of the square CLIP sees (default 384: the 24×24 grid of ViT-B/16 through the positional resize). */
+  resolution?: number;
+}
+
+/** Raw 0–255 image (1, 3, H, W) → (H·W) int32 label indices (argmax of patch-text cosine). No gradients. */
+export function zeroShotSegment(
+  model: ClipModel,
+  tokenizer: PromptTokenizer,
+  image: Tensor,
+  labels: readonly string[],
+  o: ZeroShotSegmentOptions = {},
+): Tensor {
+  const [H, W] = [image.size(2), image.size(3)];
+  return noGrad(() =>
+    tidy(() => {
+      const x = resizeForClip(normalizeClipPixels(image), o.resolution ?? 384); // (1, 3, R, R)
+      const out = model.visual.forward(x, { dense: true });
+      const [gh, gw] = out.grid;
+      const feats = out.tokens.slice(1, 1).reshape(1, gh, gw, -1); // (1, gh, gw, E) patch tokens
+      const patches = l2normalize(feats);
+      const text = embedClassNames(model, tokenizer, labels, { ...o }).squeeze(1); // (T, E)
+      const logits = patches.matmul(text.mT).permute(0, 3, 1, 2); // (1, T, gh, gw)
+      const full = F.interpolate(logits, { size: [H, W], mode: "bilinear" });
+      return full.argmax(1).flatten().to("int32"); // (H·W)
     }),
   );
 }

@@ -8,7 +8,7 @@
 // every DEDOS module (proxy queries, injection, query memory, text aggregation, mask head, consistency
 // projections) and the CAT-Seg head train at the full solver.lr.
 
-import { type CatSegConfig, catSegPreset, validateCatSegConfig } from "../catseg/model.js";
+import { type CatSegConfig, catSegPreset, validateCatSegConfig } from "../catseg/config.js";
 import { SD_PRESETS } from "../diffusion/config.js";
 import type { PromptPadding } from "../diffusion/text-encoder.js";
 import { unetTapSpecs } from "../diffusion/unet.js";

@@ -12,25 +12,17 @@
 //   training only: texture-separation loss between the frozen CLIP features of the image and of the decoded
 //   t = 50 x̂0 (the "denoised image"), through 𝒫^C and 𝒫^L(Q).
 //
-// Weights: `catseg.*` holds CLIP and the CAT-Seg head in the official CAT-Seg layout (a CAT-Seg checkpoint
-// loads into it), the DEDOS modules sit beside it. Stable Diffusion is not in the module tree: it is frozen,
+// Weights (./weights.ts, read and written by models/factory.ts): `catseg.*` holds CLIP and the CAT-Seg head
+// in the official CAT-Seg layout (a CAT-Seg checkpoint loads into it), the DEDOS modules sit beside it. Stable Diffusion is not in the module tree: it is frozen,
 // comes from its own diffusers folder and is attached with `attachDiffusion`.
 
 import { type CatSegFeatures, CatSegModel, type CatSegTextOptions } from "../catseg/model.js";
-import { detectClipPrefix, loadClipWeights } from "../clip/model.js";
 import { prepareClipInput } from "../clip/vision.js";
-import { type DiffusionBranch, type DiffusionStep, disposeSteps } from "../diffusion/pipeline.js";
-import { saveSafetensors, withCheckpoint } from "../torch/io/load.js";
+import { type DiffusionBranch, type DiffusionStep, disposeSteps } from "../diffusion/branch.js";
 import type { InitOptions } from "../torch/nn/layers.js";
-import { buildAndLoad, Module } from "../torch/nn/module.js";
-import { dispose, type Generator, noGrad, type Tensor, tidy } from "../torch/tensor.js";
-import {
-  cloneDedosConfig,
-  type DedosConfig,
-  proxyShape,
-  upgradeDedosConfig,
-  validateDedosConfig,
-} from "./config.js";
+import { Module } from "../torch/nn/module.js";
+import { type Generator, noGrad, type Tensor, tidy } from "../torch/tensor.js";
+import { cloneDedosConfig, type DedosConfig, proxyShape, validateDedosConfig } from "./config.js";
 import { TextureSeparationLoss } from "./consistency.js";
 import { SetCriterion } from "./criterion.js";
 import { MaskDecoderHead } from "./mask-head.js";
@@ -38,9 +30,6 @@ import { costAggregationLoss } from "./pixel-loss.js";
 import { ProxyQueries } from "./proxy-queries.js";
 import { QueryInjection } from "./query-injection.js";
 import { TextMemoryAggregation } from "./text-aggregation.js";
-
-/** safetensors metadata `format` of a DEDOS weights file. */
-export const DEDOS_WEIGHTS_FORMAT = "dedos";
 
 /** Class-independent features of a batch of views (computed once, shared by class chunks). */
 export interface DedosFeatures {
@@ -74,6 +63,7 @@ export class DedosModel extends Module {
   readonly mask_head: MaskDecoderHead | null = null;
   readonly consistency: TextureSeparationLoss | null = null;
   private diffusion: DiffusionBranch | null = null;
+  private releaseDiffusion: (() => void) | null = null;
   private criterion: SetCriterion | null = null;
 
   constructor(config: DedosConfig, o: InitOptions = {}) {
@@ -134,8 +124,11 @@ export class DedosModel extends Module {
     return this.config.enabled && this.config.proxy.conditioning === "diffusion";
   }
 
-  /** Attaches the frozen diffusion branch (its timesteps must be the config's). */
-  attachDiffusion(branch: DiffusionBranch | null): this {
+  /**
+   * Attaches the frozen diffusion branch (its timesteps must be the config's). `release` frees what the
+   * branch runs on when this model lets it go (a folder the model owns); by default the branch is the caller's.
+   */
+  attachDiffusion(branch: DiffusionBranch | null, o: { release?: () => void } = {}): this {
     if (branch) {
       const want = this.config.diffusion.timesteps;
       if (branch.timesteps.join(",") !== want.join(","))
@@ -143,7 +136,9 @@ export class DedosModel extends Module {
           `DedosModel: the diffusion branch runs timesteps [${branch.timesteps.join(", ")}], the config says [${want.join(", ")}]`,
         );
     }
+    this.releaseDiffusion?.();
     this.diffusion = branch;
+    this.releaseDiffusion = branch ? (o.release ?? null) : null;
     return this;
   }
 
@@ -351,82 +346,9 @@ export class DedosModel extends Module {
     return c.clip.finetune === "attention" && c.clip.finetuneText;
   }
 
-  // -------------------------------------------------------------------------------------------------------
-  // Weights
-
-  /**
-   * Writes every tensor of the model (CLIP, the CAT-Seg head and the DEDOS modules; Stable Diffusion lives in
-   * its own folder) to a safetensors file, atomically, with the config in the metadata.
-   */
-  save(file: string): void {
-    saveSafetensors(file, this.stateDict(), {
-      format: DEDOS_WEIGHTS_FORMAT,
-      config: JSON.stringify(this.config),
-    });
-  }
-
-  /**
-   * A model from its own weights file (`save`): the config is read from the file unless given; every key
-   * and shape is checked strictly.
-   */
-  static fromFile(file: string, o: { config?: DedosConfig } = {}): DedosModel {
-    return withCheckpoint(file, (ckpt) => {
-      const meta = ckpt.extra as Record<string, unknown>;
-      let config = o.config;
-      if (!config) {
-        if (meta.format !== DEDOS_WEIGHTS_FORMAT || typeof meta.config !== "string") {
-          const catseg = [...ckpt.tensors.keys()].some((k) => k.startsWith("sem_seg_head."));
-          throw new Error(
-            `${file}: not a DEDOS weights file (no "${DEDOS_WEIGHTS_FORMAT}" config in its metadata)` +
-              (catseg
-                ? "; it holds CAT-Seg weights: load it with DedosModel.fromCatSeg or as a CAT-Seg model"
-                : ""),
-          );
-        }
-        config = upgradeDedosConfig(JSON.parse(meta.config) as DedosConfig);
-      }
-      const cfg = config;
-      return buildAndLoad(
-        () => new DedosModel(cfg, { init: "empty" }),
-        (m) => m.loadStateDict(ckpt.tensors, { strict: true, source: file }),
-      );
-    });
-  }
-
-  /**
-   * A DEDOS with CLIP and the cost-aggregation head from a CAT-Seg checkpoint (detectron2 `.pth` or
-   * safetensors, CAT-Seg key names) and freshly initialised DEDOS modules: the starting point of training
-   * from CAT-Seg, and (with the cost-aggregation head) exactly CAT-Seg's predictions until trained.
-   */
-  static fromCatSeg(file: string, config: DedosConfig, o: InitOptions = {}): DedosModel {
-    return withCheckpoint(file, (ckpt) =>
-      buildAndLoad(
-        () => new DedosModel(config, o),
-        (m) => m.catseg.loadCatSegWeights(ckpt.tensors, file),
-      ).train(),
-    );
-  }
-
-  /** Loads OpenAI CLIP weights (`ViT-B-16.pt`, any layout loadClipWeights reads) into the model's CLIP. */
-  loadClip(file: string): this {
-    withCheckpoint(file, (ckpt) =>
-      loadClipWeights(this.catseg.clip, ckpt.tensors, {
-        prefix: detectClipPrefix(ckpt.tensors.keys(), file),
-        source: file,
-      }),
-    );
-    return this;
-  }
-
-  /** Frees everything but the weights (the attached diffusion branch is the caller's). */
+  /** Frees the weights, and the diffusion branch's folder when the model owns it. */
   override dispose(): void {
-    this.diffusion = null;
+    this.attachDiffusion(null);
     super.dispose();
   }
-}
-
-/** Frees a features object. */
-export function disposeFeatures(f: DedosFeatures): void {
-  dispose([f.catseg.img, f.catseg.guidance, f.queries, f.memory]);
-  if (f.catseg.clipMaps) dispose([f.catseg.clipMaps.taps, f.catseg.clipMaps.dense]);
 }

@@ -19,14 +19,12 @@
 // "<|endoftext|>" (49407) for SD-1.5. The text encoder's config.json pad/bos/eos ids are NOT used for
 // padding (SD-2's says pad 1, bos 0, eos 2: transformers' old defaults, unrelated to its tokenizer).
 
-import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ClipTokenizer, EOT_ID, SOT_ID } from "../clip/tokenizer.js";
 import * as F from "../torch/functional.js";
-import { loadCheckpoint } from "../torch/io/load.js";
 import * as nn from "../torch/nn/layers.js";
 import { Module, ModuleList } from "../torch/nn/module.js";
-import { arange, dispose, full, type Tensor, tensor, tidy } from "../torch/tensor.js";
+import { arange, full, type Tensor, tensor, tidy } from "../torch/tensor.js";
 import { Linear } from "./layers.js";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -287,9 +285,6 @@ export interface ClipTextModelOutput {
   hiddenStates: Tensor[];
 }
 
-/** Keys that transformers ignores on load (a non-persistent buffer saved by transformers < 4.31). */
-export const IGNORED_TEXT_ENCODER_KEYS: readonly string[] = ["text_model.embeddings.position_ids"];
-
 /** transformers CLIPTextModel. */
 export class ClipTextModel extends Module {
   readonly text_model: ClipTextTransformer;
@@ -308,26 +303,6 @@ export class ClipTextModel extends Module {
 
   static fromConfig(json: string | object, o: nn.InitOptions = {}): ClipTextModel {
     return new ClipTextModel(readClipTextModelConfig(json), o);
-  }
-
-  /**
-   * Builds the model for `config` and strictly loads a transformers CLIPTextModel weight file (safetensors or
-   * torch formats). `text_model.embeddings.position_ids`, which old files carry, is ignored as transformers
-   * does; every other unknown, missing or mis-shaped key throws a StateDictError naming the file.
-   */
-  static fromCheckpoint(file: string, config: ClipTextModelConfig, o: nn.InitOptions = {}): ClipTextModel {
-    const ckpt = loadCheckpoint(file);
-    const sd = new Map([...ckpt.tensors].filter(([k]) => !IGNORED_TEXT_ENCODER_KEYS.includes(k)));
-    const m = new ClipTextModel(config, o);
-    try {
-      m.loadStateDict(sd, { source: file });
-    } catch (e) {
-      m.dispose();
-      throw e;
-    } finally {
-      dispose(ckpt.tensors);
-    }
-    return m.eval();
   }
 
   /** ids (B, L ≤ max_position_embeddings), integer → last_hidden_state (B, L, D). */
@@ -381,10 +356,13 @@ export interface PromptTokenSpec {
   source: string;
 }
 
-function readJsonIfExists(file: string): Record<string, unknown> | null {
-  if (!existsSync(file)) return null;
-  const v = JSON.parse(readFileSync(file, "utf8"));
-  return v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+/** The JSON files of a diffusers folder's `tokenizer/` (each optional; read by models/diffusers.ts). */
+export interface TokenizerFiles {
+  specialTokensMap?: Record<string, unknown> | null;
+  tokenizerConfig?: Record<string, unknown> | null;
+  vocab?: Record<string, unknown> | null;
+  /** Where they came from, for messages. */
+  dir?: string;
 }
 
 /** A special-token entry: "text" or {"content": "text", …} (AddedToken). */
@@ -408,12 +386,13 @@ const KNOWN_TOKEN_IDS: Record<string, number> = {
  * (OpenCLIP, SD-2) pads with "!" (0), "quick_gelu" (OpenAI CLIP, SD-1.5) with "<|endoftext|>" (49407).
  */
 export function readPromptTokenSpec(
-  tokenizerDir: string | null,
+  files: TokenizerFiles | null,
   config: ClipTextModelConfig,
 ): PromptTokenSpec {
-  const map = tokenizerDir ? readJsonIfExists(join(tokenizerDir, "special_tokens_map.json")) : null;
-  const tcfg = tokenizerDir ? readJsonIfExists(join(tokenizerDir, "tokenizer_config.json")) : null;
-  const vocab = tokenizerDir ? readJsonIfExists(join(tokenizerDir, "vocab.json")) : null;
+  const tokenizerDir = files?.dir ?? (files ? "tokenizer/" : null);
+  const map = files?.specialTokensMap ?? null;
+  const tcfg = files?.tokenizerConfig ?? null;
+  const vocab = files?.vocab ?? null;
   const idOf = (text: string, what: string): number => {
     const v = vocab?.[text];
     if (typeof v === "number") return v;

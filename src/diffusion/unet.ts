@@ -12,10 +12,9 @@
 // path (the fixture's forward-hook intermediates). Taps never change the output.
 
 import * as F from "../torch/functional.js";
-import { loadCheckpoint } from "../torch/io/load.js";
 import * as nn from "../torch/nn/layers.js";
 import { Module, ModuleList } from "../torch/nn/module.js";
-import { arange, cat, dispose, full, type Tensor, tidy } from "../torch/tensor.js";
+import { arange, cat, full, type Tensor, tidy } from "../torch/tensor.js";
 import {
   perBlock,
   readUNet2DConditionConfig,
@@ -315,28 +314,6 @@ export class UNet2DConditionModel extends Module {
   /** Builds from a parsed (or raw) `unet/config.json`. */
   static fromConfig(json: string | object, o: nn.InitOptions = {}): UNet2DConditionModel {
     return new UNet2DConditionModel(readUNet2DConditionConfig(json), o);
-  }
-
-  /**
-   * Builds the model for `config` and strictly loads a diffusers UNet weight file
-   * (`unet/diffusion_pytorch_model.safetensors`, or a torch-format file with the same keys).
-   */
-  static fromCheckpoint(
-    file: string,
-    config: UNet2DConditionConfig,
-    o: nn.InitOptions = {},
-  ): UNet2DConditionModel {
-    const ckpt = loadCheckpoint(file);
-    const unet = new UNet2DConditionModel(config, o);
-    try {
-      unet.loadStateDict(ckpt.tensors, { source: file });
-    } catch (e) {
-      unet.dispose();
-      throw e;
-    } finally {
-      dispose([...ckpt.tensors.values()]);
-    }
-    return unet.eval();
   }
 
   /** The tap list of this model's config (see `unetTapSpecs`). */

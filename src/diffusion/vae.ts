@@ -8,10 +8,9 @@
 //
 // The model can hold only one half (`parts`), so an encoder-only or decoder-only state dict loads strictly.
 
-import { loadCheckpoint } from "../torch/io/load.js";
 import * as nn from "../torch/nn/layers.js";
 import { Module, ModuleList } from "../torch/nn/module.js";
-import { dispose, type Generator, randn, type Tensor, tidy } from "../torch/tensor.js";
+import { type Generator, randn, type Tensor, tidy } from "../torch/tensor.js";
 import { Attention } from "./attention.js";
 import { type AutoencoderKLConfig, readAutoencoderKLConfig, unsupportedVaeFeatures } from "./config.js";
 import { Conv2d } from "./layers.js";
@@ -293,30 +292,6 @@ export class AutoencoderKL extends Module {
     return new AutoencoderKL(readAutoencoderKLConfig(json), o);
   }
 
-  /**
-   * Builds the model for `config` and strictly loads a diffusers VAE weight file (safetensors or torch
-   * formats; `vae/diffusion_pytorch_model.safetensors`). Legacy attention names are converted first
-   * (`convertDeprecatedAttentionKeys`); with `parts` only that half's keys may be present.
-   */
-  static fromCheckpoint(
-    file: string,
-    config: AutoencoderKLConfig,
-    o: AutoencoderKLOptions = {},
-  ): AutoencoderKL {
-    const ckpt = loadCheckpoint(file);
-    const converted = convertDeprecatedAttentionKeys(ckpt.tensors);
-    const vae = new AutoencoderKL(config, o);
-    try {
-      vae.loadStateDict(converted, { source: file });
-    } catch (e) {
-      vae.dispose();
-      throw e;
-    } finally {
-      dispose([ckpt.tensors, converted]);
-    }
-    return vae.eval();
-  }
-
   /** Image in [−1, 1] (B, in, H, W) → posterior (diffusers `vae.encode(x).latent_dist`) and recordings. */
   encode(x: Tensor, o: VaeRunOptions = {}): VaePosterior & { recorded: Map<string, Tensor> } {
     const encoder = this.encoder;
@@ -347,29 +322,6 @@ export class AutoencoderKL extends Module {
     });
     return { sample, recorded: rec.outputs };
   }
-}
-
-const DEPRECATED_ATTENTION = /^(.*\bmid_block\.attentions\.\d+\.)(query|key|value|proj_attn)\.(weight|bias)$/;
-const RENAMED: Record<string, string> = { query: "to_q", key: "to_k", value: "to_v", proj_attn: "to_out.0" };
-
-/**
- * diffusers < 0.14 VAE attention names → current ones, as diffusers' `_convert_deprecated_attention_blocks`
- * does on load: `…mid_block.attentions.i.{query,key,value,proj_attn}` → `{to_q,to_k,to_v,to_out.0}`. 1×1-conv
- * shaped weights (C, C, 1, 1) become (C, C) views (kept: dispose them with the input's tensors). Other keys
- * pass through; the input map is not modified.
- */
-export function convertDeprecatedAttentionKeys(sd: Map<string, Tensor>): Map<string, Tensor> {
-  const out = new Map<string, Tensor>();
-  for (const [k, t] of sd) {
-    const m = DEPRECATED_ATTENTION.exec(k);
-    if (!m) {
-      out.set(k, t);
-      continue;
-    }
-    const squeeze = m[3] === "weight" && t.ndim === 4 && t.size(2) === 1 && t.size(3) === 1;
-    out.set(`${m[1]}${RENAMED[m[2]!]}.${m[3]}`, squeeze ? t.view(t.size(0), t.size(1)).keep() : t);
-  }
-  return out;
 }
 
 /** mean + std · N(0, 1) drawn from `generator` (DiagonalGaussianDistribution.sample). */

@@ -6,21 +6,17 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import {
-  Aggregator,
-  CATSEG_AGGREGATOR_PREFIX,
-  fullAttention,
-  linearAttention,
-  loadAggregatorWeights,
-} from "../../src/catseg/aggregator.js";
+import { Aggregator, fullAttention, linearAttention } from "../../src/catseg/aggregator.js";
 import {
   AGGREGATOR_PRESETS,
   type AggregatorConfig,
-  aggregatorConfigFromCase,
   aggregatorPreset,
   swinShiftSize,
 } from "../../src/catseg/config.js";
 import { shiftedWindowMask } from "../../src/catseg/swin.js";
+import { CATSEG_AGGREGATOR_PREFIX, loadAggregatorWeights } from "../../src/catseg/weights.js";
+import { loadWeights } from "../../src/models/factory.js";
+import { aggregatorConfigFromCase } from "../../src/parity/case-config.js";
 import {
   aggregatorFromFixture,
   CATSEG_FIXTURE_WEIGHTS_PREFIX,
@@ -248,7 +244,8 @@ describe("Aggregator weights", () => {
     }
     saveSafetensors(file, tensors);
     dispose([...tensors.values()]);
-    const model = Aggregator.fromCheckpoint(file, aggregatorConfigFromCase(PAD.json.config));
+    const model = new Aggregator(aggregatorConfigFromCase(PAD.json.config)).eval();
+    loadWeights(model, file);
     const ref = aggregatorFromFixture(PAD);
     try {
       noGrad(() =>

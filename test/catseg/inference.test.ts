@@ -93,7 +93,7 @@ describe("test-time resize (detectron2 ResizeShortestEdge 640, max 2560)", () =>
   });
 
   it("Segmenter: a file, its bytes and its decoded pixels give the same labels", async () => {
-    const seg = Segmenter.create({ config: TINY_CATSEG, seed: 3 });
+    const seg = Segmenter.create({ config: TINY_CATSEG, weights: "random", seed: 3 });
     const file = "assets/coco/000000039769.png";
     const a = await seg.segment(file, "cat; sofa; remote");
     const b = await seg.segment(readFileSync(file), "cat; sofa; remote");

@@ -7,18 +7,16 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { catSegPreset, validateCatSegConfig } from "../../src/catseg/config.js";
 import {
   type SegmentationModel,
   segmentTensor,
   WINDOW_PRESETS,
   windowGrid,
 } from "../../src/catseg/inference.js";
-import {
-  CATSEG_CLIP_PREFIX,
-  CatSegModel,
-  catSegPreset,
-  validateCatSegConfig,
-} from "../../src/catseg/model.js";
+import { CatSegModel } from "../../src/catseg/model.js";
+import { CATSEG_CLIP_PREFIX, catsegStateDict } from "../../src/catseg/weights.js";
+import { createModel } from "../../src/models/factory.js";
 import { saveSafetensors } from "../../src/torch/io/load.js";
 import { StateDictError } from "../../src/torch/nn/module.js";
 import {
@@ -90,7 +88,7 @@ describe("CatSegModel", () => {
   });
 
   test("checkpoint key layout: CAT-Seg names, CLIP attention split", () => {
-    const sd = model.catsegStateDict();
+    const sd = catsegStateDict(model);
     const keys = [...sd.keys()];
     for (const k of [
       "upsample1.weight",
@@ -128,7 +126,7 @@ describe("CatSegModel", () => {
     saveSafetensors(packed, model.stateDict());
     // The .pth layout: split attention plus OpenAI's non-parameter entries.
     const split = join(tmp, "model_final.safetensors");
-    const sd = new Map([...model.catsegStateDict()].map(([k, t]) => [k, t.detach().contiguous()]));
+    const sd = new Map([...catsegStateDict(model)].map(([k, t]) => [k, t.detach().contiguous()]));
     sd.set(`${CATSEG_CLIP_PREFIX}input_resolution`, tensor([32], [], { dtype: "int64" }));
     saveSafetensors(split, sd);
     // A real detectron2 `model_final.pth` layout, written by PyTorch's torch.save ({"model": …, "iteration"}).
@@ -138,7 +136,7 @@ describe("CatSegModel", () => {
     });
     assert.equal(conv.status, 0, `python3-torch conversion failed: ${conv.stderr}`);
     for (const file of [packed, split, pth]) {
-      const loaded = CatSegModel.fromCheckpoint(file, { config: TINY });
+      const loaded = createModel({ arch: "catseg", config: TINY, weights: file });
       assert.equal(loaded.training, false);
       const out = noGrad(() => loaded.forward(images, text5));
       assert.deepEqual(values(out), values(ref), file);
@@ -154,7 +152,7 @@ describe("CatSegModel", () => {
   });
 
   test("strict loading names wrong shapes, missing and unexpected keys", () => {
-    const sd = new Map([...model.catsegStateDict()].map(([k, t]) => [k, t.detach().contiguous()]));
+    const sd = new Map([...catsegStateDict(model)].map(([k, t]) => [k, t.detach().contiguous()]));
     const bad = rand([32, 17, 2, 2]);
     sd.set("upsample1.weight", bad);
     sd.delete("sem_seg_head.predictor.transformer.head.bias");
@@ -162,7 +160,7 @@ describe("CatSegModel", () => {
     sd.set("sem_seg_head.predictor.prompt_tokens", extra);
     const file = join(tmp, "bad.safetensors");
     saveSafetensors(file, sd);
-    const err = captureError(() => CatSegModel.fromCheckpoint(file, { config: TINY }));
+    const err = captureError(() => createModel({ arch: "catseg", config: TINY, weights: file }));
     assert.ok(err instanceof StateDictError, String(err));
     assert.match(err.message, /bad\.safetensors/);
     assert.match(
@@ -172,12 +170,12 @@ describe("CatSegModel", () => {
     assert.deepEqual(err.missing, ["sem_seg_head.predictor.transformer.head.bias"]);
     assert.deepEqual(err.unexpected, ["sem_seg_head.predictor.prompt_tokens"]);
     // A truncated split attention is reported by the CLIP conversion.
-    const sd2 = new Map([...model.catsegStateDict()].map(([k, t]) => [k, t.detach().contiguous()]));
+    const sd2 = new Map([...catsegStateDict(model)].map(([k, t]) => [k, t.detach().contiguous()]));
     sd2.delete(`${CATSEG_CLIP_PREFIX}visual.transformer.resblocks.1.attn.k_proj_weight`);
     const file2 = join(tmp, "bad2.safetensors");
     saveSafetensors(file2, sd2);
     assert.throws(
-      () => CatSegModel.fromCheckpoint(file2, { config: TINY }),
+      () => createModel({ arch: "catseg", config: TINY, weights: file2 }),
       /bad2\.safetensors.*missing .*resblocks\.1\.attn\.k_proj_weight/,
     );
     dispose([...sd.values(), ...sd2.values()]);

@@ -12,13 +12,7 @@ import {
   type ClipVisionConfig,
   inferClipConfig,
 } from "../../src/clip/config.js";
-import {
-  ClipModel,
-  detectClipPrefix,
-  loadClipWeights,
-  packedToSplitAttention,
-  splitToPackedAttention,
-} from "../../src/clip/model.js";
+import { ClipModel } from "../../src/clip/model.js";
 import {
   clearPromptCache,
   embedClassNames,
@@ -31,7 +25,14 @@ import {
 import { idsTensor } from "../../src/clip/text.js";
 import { ClipTokenizer } from "../../src/clip/tokenizer.js";
 import { ClipVisionEncoder, normalizeClipPixels } from "../../src/clip/vision.js";
+import {
+  detectClipPrefix,
+  loadClipWeights,
+  packedToSplitAttention,
+  splitToPackedAttention,
+} from "../../src/clip/weights.js";
 import { zeroShotClassify } from "../../src/clip/zero-shot.js";
+import { createModel } from "../../src/models/factory.js";
 import {
   clipTextConfigFromCase,
   clipVisionConfigFromCase,
@@ -215,7 +216,7 @@ describe("checkpoint layouts", () => {
     sd.set("sem_seg_head.predictor.transformer.conv1.weight", rand([4, 4]));
     saveSafetensors(file, sd);
     assert.equal(detectClipPrefix(sd.keys()), CATSEG_PREFIX);
-    const loaded = ClipModel.fromCheckpoint(file, { headWidth: 16 });
+    const loaded = createModel({ arch: "clip", weights: file, clip: { headWidth: 16 } });
     assert.deepEqual(loaded.config, TINY);
     assertSameOutputs(src, loaded, 0);
     dispose([...sd.values()]);
@@ -231,7 +232,7 @@ describe("checkpoint layouts", () => {
     sd.set("context_length", tensor([77], [], { dtype: "int64" }));
     sd.set("vocab_size", tensor([49408], [], { dtype: "int64" }));
     saveSafetensors(file, sd);
-    const loaded = ClipModel.fromCheckpoint(file, { headWidth: 16 });
+    const loaded = createModel({ arch: "clip", weights: file, clip: { headWidth: 16 } });
     for (const [k, t] of loaded.stateDict()) assert.equal(t.dtype, "float32", k);
     // Values are the fp16-rounded weights.
     const ref = tidy(() => sd.get("visual.proj")!.float());
@@ -250,7 +251,7 @@ describe("checkpoint layouts", () => {
     sd.set("text_projection", bad);
     saveSafetensors(file, sd);
     const m = tinyModel();
-    const err = captureError(() => ClipModel.fromCheckpoint(file, { config: TINY }));
+    const err = captureError(() => createModel({ arch: "clip", weights: file, config: TINY }));
     assert.ok(err instanceof StateDictError, String(err));
     assert.match(err.message, new RegExp(file.replaceAll(".", "\\.")));
     assert.match(err.message, /text_projection: the model expects shape \[32, 16\], .* has \[32, 17\]/);
@@ -271,7 +272,7 @@ describe("checkpoint layouts", () => {
     sd.delete("visual.transformer.resblocks.1.mlp.c_proj.weight");
     const file = join(tmp, "missing.safetensors");
     saveSafetensors(file, sd);
-    const err = captureError(() => ClipModel.fromCheckpoint(file, { config: TINY }));
+    const err = captureError(() => createModel({ arch: "clip", weights: file, config: TINY }));
     assert.ok(err instanceof StateDictError, String(err));
     assert.deepEqual(err.missing, ["visual.transformer.resblocks.1.mlp.c_proj.weight"]);
     assert.match(err.message, /missing\.safetensors/);
@@ -282,7 +283,7 @@ describe("checkpoint layouts", () => {
     const cut = join(tmp, "cut.safetensors");
     writeFileSync(cut, bytes.subarray(0, bytes.length - 1000));
     assert.throws(
-      () => ClipModel.fromCheckpoint(cut),
+      () => createModel({ arch: "clip", weights: cut }),
       (e: Error) => e.message.includes(cut) && /truncated|end of file|bytes/.test(e.message),
     );
     src.dispose();

@@ -7,8 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { DedosModel } from "../../src/dedos/model.js";
-import { DiffusionBranch } from "../../src/diffusion/pipeline.js";
+import { DiffusionBranch } from "../../src/diffusion/branch.js";
 import { ConfusionMatrix, computeMetrics } from "../../src/eval/semseg-metrics.js";
+import { createModel } from "../../src/models/factory.js";
 import * as F from "../../src/torch/functional.js";
 import { Generator, noGrad, tensor, tidy } from "../../src/torch/tensor.js";
 import { trainPreset } from "../../src/train/config.js";
@@ -63,8 +64,7 @@ test("a tiny DEDOS learns synthetic scenes: held-out mIoU rises clearly", async 
   initial.dispose();
 
   await train({ config: c, out, dataRoot: data, classNames: SCENE_CLASSES, diffusion: sd, log: () => {} });
-  const trained = DedosModel.fromFile(join(out, "model_final.safetensors"));
-  trained.attachDiffusion(new DiffusionBranch(sd, c.model.diffusion));
+  const trained = createModel({ arch: "dedos", weights: join(out, "model_final.safetensors"), sd });
   const afterTraining = heldOutMiou(trained);
   trained.dispose();
   t.diagnostic(`held-out mIoU: step 0 ${before.toFixed(1)}, step 200 ${afterTraining.toFixed(1)}`);

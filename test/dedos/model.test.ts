@@ -9,9 +9,11 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { Segmenter } from "../../src/api/segmenter.js";
 import { CatSegModel } from "../../src/catseg/model.js";
+import { catsegStateDict, loadCatSegWeights } from "../../src/catseg/weights.js";
 import { readLabelMap } from "../../src/data/labels.js";
 import { DedosModel } from "../../src/dedos/model.js";
-import { DiffusionBranch } from "../../src/diffusion/pipeline.js";
+import { DiffusionBranch } from "../../src/diffusion/branch.js";
+import { createModel, saveModel } from "../../src/models/factory.js";
 import { saveSafetensors } from "../../src/torch/io/load.js";
 import { Generator, noGrad, rand, randint, randn, type Tensor, tidy } from "../../src/torch/tensor.js";
 import { DEFAULT_SOLVER, maskFrozenGradients, setupTrainable } from "../../src/train/solver.js";
@@ -53,7 +55,7 @@ describe("DEDOS model", () => {
       const dedos = new DedosModel(config, { generator: new Generator(3) }).eval();
       dedos.attachDiffusion(new DiffusionBranch(sd, config.diffusion));
       const catseg = new CatSegModel(config.catseg, { init: "empty" }).eval();
-      catseg.loadCatSegWeights(dedos.catseg.catsegStateDict());
+      loadCatSegWeights(catseg, catsegStateDict(dedos.catseg));
       tidy(() => {
         const img = images(2, 7);
         const text = unitText(5, 8);
@@ -229,14 +231,15 @@ describe("DEDOS model", () => {
 });
 
 describe("DEDOS weights and the Segmenter", () => {
-  test("save → fromFile gives identical outputs; a CAT-Seg file is named as such", () => {
+  test("saveModel → createModel gives identical outputs; a CAT-Seg file is named as such", () => {
     const config = tinyDedosConfig((c) => {
       c.proxy.conditioning = "static";
     });
     const model = new DedosModel(config, { generator: new Generator(21) }).eval();
     const file = join(tmp, "dedos.safetensors");
-    model.save(file);
-    const back = DedosModel.fromFile(file);
+    saveModel(model, file);
+    const back = createModel({ weights: file });
+    assert.ok(back instanceof DedosModel);
     tidy(() => {
       const img = images(1, 4);
       const text = unitText(3, 5);
@@ -245,10 +248,13 @@ describe("DEDOS weights and the Segmenter", () => {
       assert.equal(maxDiff(a, b), 0);
     });
     const catsegFile = join(tmp, "catseg.safetensors");
-    saveSafetensors(catsegFile, model.catseg.catsegStateDict());
-    assert.throws(() => DedosModel.fromFile(catsegFile), /not a DEDOS weights file.*CAT-Seg weights/);
-    // fromCatSeg: CLIP and the head from the CAT-Seg file, DEDOS modules fresh.
-    const fresh = DedosModel.fromCatSeg(catsegFile, config, { generator: new Generator(1) });
+    saveSafetensors(catsegFile, catsegStateDict(model.catseg));
+    assert.throws(
+      () => createModel({ arch: "dedos", weights: catsegFile }),
+      /not a DEDOS weights file.*CAT-Seg weights/,
+    );
+    // A DEDOS config and a CAT-Seg file: CLIP and the head from the file, DEDOS modules fresh.
+    const fresh = createModel({ arch: "dedos", config, weights: catsegFile, seed: 1 });
     const w = fresh.catseg.stateDict();
     for (const [k, t] of model.catseg.stateDict()) assert.equal(maxDiff(t, w.get(k)!), 0, k);
     for (const m of [model, back, fresh]) m.dispose();
@@ -260,7 +266,7 @@ describe("DEDOS weights and the Segmenter", () => {
     });
     const model = new DedosModel(config, { generator: new Generator(22) });
     const file = join(tmp, "static.safetensors");
-    model.save(file);
+    saveModel(model, file);
     model.dispose();
     const seg = Segmenter.create({ weights: file });
     assert.ok(seg.model instanceof DedosModel);
@@ -291,7 +297,7 @@ describe("DEDOS weights and the Segmenter", () => {
 
     const diffusionFile = join(tmp, "diffusion.safetensors");
     const m2 = new DedosModel(tinyDedosConfig(), { generator: new Generator(23) });
-    m2.save(diffusionFile);
+    saveModel(m2, diffusionFile);
     m2.dispose();
     assert.throws(() => Segmenter.create({ weights: diffusionFile }), /Stable Diffusion at inference.*--sd/);
   });

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { DedosModel } from "../../src/dedos/model.js";
+import { createModel } from "../../src/models/factory.js";
 import { loadCheckpoint } from "../../src/torch/io/load.js";
 import { dispose, tidy } from "../../src/torch/tensor.js";
 import { latestCheckpoint, listCheckpoints } from "../../src/train/checkpoint.js";
@@ -94,7 +95,7 @@ describe("training loop", () => {
     );
     assert.equal(state.config.solver.lr, 1e-3);
     // The trained weights load as a DEDOS model on their own.
-    const m = DedosModel.fromFile(join(a, "model_final.safetensors"));
+    const m = createModel({ arch: "dedos", weights: join(a, "model_final.safetensors") });
     assert.equal(m.config.maskHead.hiddenDim, 16);
     m.dispose();
   });

@@ -1,6 +1,6 @@
 // Parity cases "catseg_aggregator" (T < pad_len: padding path) and "catseg_aggregator_topk" (T > pad_len:
 // top-k class selection, −100 fill): CAT-Seg's Aggregator built from case.json, the fixture's
-// `weights.sem_seg_head.predictor.transformer.*` loaded strictly through `loadAggregatorWeights`, run with
+// `weights.sem_seg_head.predictor.transformer.*` loaded strictly through `loadWeights` (models/factory.ts), run with
 // class-layer pooling 2×2 and 1×1; every `outputs.*` and every available `intermediates.*` compared.
 //
 // On the top-k path the reference aggregates the kept classes in `topk(sorted=False)` order, which is
@@ -8,24 +8,20 @@
 // the intermediates the reference's order is recovered by matching its conv1-input rows (the per-class cost
 // volumes) to ours; the kept *set* is checked against `intermediates.topk_selected_classes_sorted`.
 
-import {
-  Aggregator,
-  type AggregatorOutput,
-  CATSEG_AGGREGATOR_PREFIX,
-  loadAggregatorWeights,
-} from "../../catseg/aggregator.js";
-import { aggregatorConfigFromCase } from "../../catseg/config.js";
-import { tensorFromRecord } from "../../torch/io/load.js";
-import { dispose, noGrad, stack, type Tensor, tensor, tidy } from "../../torch/tensor.js";
+import { Aggregator, type AggregatorOutput } from "../../catseg/aggregator.js";
+import { CATSEG_AGGREGATOR_PREFIX } from "../../catseg/weights.js";
+import { noGrad, stack, type Tensor, tensor, tidy } from "../../torch/tensor.js";
+import { aggregatorConfigFromCase } from "../case-config.js";
 import { Checker, fixtureTensor } from "../checker.js";
 import { type Comparison, type Fixture, fixtureArray, type Tolerance } from "../fixture.js";
+import { loadFixtureWeights } from "../fixture-weights.js";
 
 /** Where the fixture keeps the Aggregator weights: `weights.` + their path in a CAT-Seg checkpoint. */
 export const CATSEG_FIXTURE_WEIGHTS_PREFIX = `weights.${CATSEG_AGGREGATOR_PREFIX}`;
 
 /**
  * Builds the Aggregator of a catseg_aggregator* fixture and loads its weights strictly (through the same
- * `loadAggregatorWeights` real checkpoints use). Throws a StateDictError on any key or shape mismatch.
+ * `loadWeights` (models/factory.ts) real checkpoints use). Throws a StateDictError on any key or shape mismatch.
  */
 export function aggregatorFromFixture(f: Fixture): Aggregator {
   const model = new Aggregator(aggregatorConfigFromCase(f.json.config)).eval();
@@ -40,15 +36,7 @@ export function aggregatorFromFixture(f: Fixture): Aggregator {
 
 /** Loads the fixture's `weights.sem_seg_head.predictor.transformer.*` into `model` (strict). */
 export function loadFixtureAggregatorWeights(f: Fixture, model: Aggregator): void {
-  const tensors = new Map<string, Tensor>();
-  for (const [k, rec] of f.records) {
-    if (k.startsWith(CATSEG_FIXTURE_WEIGHTS_PREFIX)) tensors.set(k, tensorFromRecord(rec).keep());
-  }
-  try {
-    loadAggregatorWeights(model, tensors, { prefix: CATSEG_FIXTURE_WEIGHTS_PREFIX, source: f.tensorsFile });
-  } finally {
-    dispose([...tensors.values()]);
-  }
+  loadFixtureWeights(f, model, CATSEG_FIXTURE_WEIGHTS_PREFIX);
 }
 
 /** For each batch row b and reference class row j, the index i of our class row it equals (a bijection). */

@@ -2,13 +2,12 @@
 // fixture file by the same strict loader real checkpoints use (`loadClipWeights` over `loadCheckpoint`),
 // every `outputs.*` tensor and the intermediates compared under the case tolerance.
 import type { ClipTextConfig, ClipVisionConfig } from "../../clip/config.js";
-import { loadClipWeights } from "../../clip/model.js";
 import { ClipTextEncoder } from "../../clip/text.js";
 import { ClipVisionEncoder, normalizeClipPixels, resizeForClip } from "../../clip/vision.js";
-import { tensorFromRecord } from "../../torch/io/load.js";
-import { dispose, noGrad, type Tensor, tidy } from "../../torch/tensor.js";
+import { noGrad, tidy } from "../../torch/tensor.js";
 import { Checker, fixtureTensor } from "../checker.js";
 import type { Comparison, Fixture } from "../fixture.js";
+import { loadFixtureWeights } from "../fixture-weights.js";
 
 /** case.json config fields carry explanations after the name ("input_resolution (pretraining; …)"). */
 function cfg<T = number>(f: Fixture, name: string): T {
@@ -17,22 +16,6 @@ function cfg<T = number>(f: Fixture, name: string): T {
     if (k === name || k.startsWith(`${name} `)) return v as T;
   }
   throw new Error(`${f.dir}/case.json: config has no "${name}"`);
-}
-
-/**
- * Loads `<prefix>*` of the fixture file into `module` through the checkpoint loader's path: the file's
- * safetensors records mapped as tensors (what `loadCheckpoint` does for safetensors), then `loadClipWeights`.
- * The records come from the fixture index rather than `loadCheckpoint(file)` because the latter's format
- * sniffing takes a safetensors file whose header length has 0x80 as low byte for a legacy pickle.
- */
-function loadFixtureWeights(f: Fixture, module: ClipTextEncoder | ClipVisionEncoder, prefix: string): void {
-  const tensors = new Map<string, Tensor>();
-  for (const [k, rec] of f.records) if (k.startsWith(prefix)) tensors.set(k, tensorFromRecord(rec).keep());
-  try {
-    loadClipWeights(module, tensors, { prefix, source: f.tensorsFile });
-  } finally {
-    dispose([...tensors.values()]);
-  }
 }
 
 export function clipTextConfigFromCase(f: Fixture): ClipTextConfig {

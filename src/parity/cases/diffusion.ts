@@ -17,11 +17,10 @@ import {
   normalizeImage255,
   type VaeParts,
 } from "../../diffusion/vae.js";
-import { tensorFromRecord } from "../../torch/io/load.js";
-import type { Module } from "../../torch/nn/module.js";
-import { dispose, noGrad, type Tensor, tidy } from "../../torch/tensor.js";
+import { noGrad, type Tensor, tidy } from "../../torch/tensor.js";
 import { Checker, fixtureTensor } from "../checker.js";
 import type { Comparison, Fixture } from "../fixture.js";
+import { loadFixtureWeights } from "../fixture-weights.js";
 
 /** case.json config keys carry explanations after the name ("scaling_factor (DEDOS …)"): strip them. */
 function plainKeys(obj: Record<string, unknown>): Record<string, unknown> {
@@ -48,24 +47,10 @@ export function dedosSchedulerFromCase(f: Fixture): { config: SchedulerConfig; n
   return { config: readSchedulerConfig(rest), numInferenceSteps: Number(set_timesteps ?? 50) };
 }
 
-/** Strictly loads `weights.<key>` of the fixture into `module` (the keys are diffusers' state-dict keys). */
-function loadFixtureWeights(f: Fixture, module: Module): void {
-  const prefix = "weights.";
-  const tensors = new Map<string, Tensor>();
-  for (const [k, rec] of f.records) {
-    if (k.startsWith(prefix)) tensors.set(k.slice(prefix.length), tensorFromRecord(rec).keep());
-  }
-  try {
-    module.loadStateDict(tensors, { source: `${f.tensorsFile} (prefix "${prefix}")` });
-  } finally {
-    dispose([...tensors.values()]);
-  }
-}
-
 function buildVae(f: Fixture, parts: VaeParts): AutoencoderKL {
   const vae = new AutoencoderKL(vaeConfigFromCase(f), { parts }).eval();
   try {
-    loadFixtureWeights(f, vae);
+    loadFixtureWeights(f, vae, "weights.");
   } catch (e) {
     vae.dispose();
     throw e;
@@ -125,7 +110,7 @@ export function runUnetCase(f: Fixture): Comparison[] {
   const config = unetConfigFromCase(f);
   const unet = new UNet2DConditionModel(config).eval();
   try {
-    loadFixtureWeights(f, unet);
+    loadFixtureWeights(f, unet, "weights.");
     const c = new Checker(f);
     const { config: sched, numInferenceSteps } = dedosSchedulerFromCase(f);
     const schedule = new NoiseSchedule(sched);

@@ -1,4 +1,5 @@
-// A diffusers Stable Diffusion folder, loaded frozen, and DEDOS's diffusion branch on top of it (spec §2):
+// A diffusers Stable Diffusion folder, read from disk and loaded frozen (the branch that runs on it is
+// diffusion/branch.ts; the key layouts are diffusion/weights.ts):
 //
 //   <dir>/vae/config.json           + diffusion_pytorch_model.safetensors | .bin  (AutoencoderKL)
 //   <dir>/unet/config.json          + diffusion_pytorch_model.safetensors | .bin  (UNet2DConditionModel)
@@ -18,18 +19,13 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Device } from "../torch/dtype.js";
-import { loadCheckpoint, releaseMappings, saveSafetensors } from "../torch/io/load.js";
-import type { Module } from "../torch/nn/module.js";
-import { dispose, hasCuda, noGrad, type Tensor, tidy } from "../torch/tensor.js";
+import { freeze, type PipelineDType } from "../diffusion/branch.js";
 import {
-  DEDOS_SCHEDULER_CONFIG,
   readAutoencoderKLConfig,
   readSchedulerConfig,
   readUNet2DConditionConfig,
   type SchedulerConfig,
-} from "./config.js";
-import { NoiseSchedule, predictX0 } from "./schedule.js";
+} from "../diffusion/config.js";
 import {
   ClipTextModel,
   type ClipTextModelConfig,
@@ -38,11 +34,16 @@ import {
   type PromptTokenSpec,
   readClipTextModelConfig,
   readPromptTokenSpec,
-} from "./text-encoder.js";
-import { UNet2DConditionModel, type UNetTap } from "./unet.js";
-import { AutoencoderKL, imageToLatent, latentToImage01 } from "./vae.js";
-
-export type PipelineDType = "float32" | "float16";
+  type TokenizerFiles,
+} from "../diffusion/text-encoder.js";
+import { UNet2DConditionModel } from "../diffusion/unet.js";
+import { AutoencoderKL } from "../diffusion/vae.js";
+import { loadTextEncoderWeights, loadUNetWeights, loadVaeWeights } from "../diffusion/weights.js";
+import type { Device } from "../torch/dtype.js";
+import { loadCheckpoint, releaseMappings, saveSafetensors } from "../torch/io/load.js";
+import type { Module } from "../torch/nn/module.js";
+import { dispose, hasCuda, noGrad, type Tensor, tidy } from "../torch/tensor.js";
+import { loadModuleFile } from "./load.js";
 
 export interface LoadDiffusersOptions {
   /** Weights and activations dtype (default float32; float16 only on CUDA). */
@@ -107,17 +108,29 @@ export function resolveComponent(
   return { dir: d, config, weights };
 }
 
+/** A diffusers `tokenizer/` folder's JSON files (each optional), or null without the folder. */
+function readTokenizerFiles(dir: string): TokenizerFiles | null {
+  if (!existsSync(dir)) return null;
+  const read = (name: string): Record<string, unknown> | null => {
+    const f = join(dir, name);
+    if (!existsSync(f)) return null;
+    const v = readJson(f);
+    return v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  };
+  return {
+    dir,
+    specialTokensMap: read("special_tokens_map.json"),
+    tokenizerConfig: read("tokenizer_config.json"),
+    vocab: read("vocab.json"),
+  };
+}
+
 function readJson(file: string): object {
   try {
     return JSON.parse(readFileSync(file, "utf8"));
   } catch (e) {
     throw new Error(`${file}: ${(e as Error).message}`);
   }
-}
-
-/** requiresGrad off, eval mode. */
-export function freeze<M extends Module>(m: M): M {
-  return m.requiresGrad_(false).eval();
 }
 
 function place<M extends Module>(m: M, device: Device, dtype: PipelineDType): M {
@@ -166,7 +179,9 @@ export class DiffusersFolder {
         `diffusers folder ${this.dir}: the text encoder weights are missing (${w ?? join(this.files.textEncoder.dir, "model.safetensors")})`,
       );
     try {
-      this.textEncoderModel = freeze(ClipTextModel.fromCheckpoint(w, this.textEncoderConfig));
+      this.textEncoderModel = freeze(
+        loadModuleFile(w, () => new ClipTextModel(this.textEncoderConfig), loadTextEncoderWeights),
+      );
     } finally {
       releaseMappings();
     }
@@ -248,14 +263,21 @@ export function loadDiffusersFolder(dir: string, o: LoadDiffusersOptions = {}): 
   const unetConfig = named(unetFiles.config, readUNet2DConditionConfig);
   const teConfig = named(teFiles.config, readClipTextModelConfig);
   const scheduler = named(schedFile, readSchedulerConfig);
-  const tokDir = join(dir, "tokenizer");
-  const tokens = readPromptTokenSpec(existsSync(tokDir) ? tokDir : null, teConfig);
+  const tokens = readPromptTokenSpec(readTokenizerFiles(join(dir, "tokenizer")), teConfig);
 
   let vae: AutoencoderKL | null = null;
   try {
-    vae = place(AutoencoderKL.fromCheckpoint(vaeFiles.weights!, vaeConfig), device, dtype);
+    vae = place(
+      loadModuleFile(vaeFiles.weights!, () => new AutoencoderKL(vaeConfig), loadVaeWeights),
+      device,
+      dtype,
+    );
     releaseMappings();
-    const unet = place(UNet2DConditionModel.fromCheckpoint(unetFiles.weights!, unetConfig), device, dtype);
+    const unet = place(
+      loadModuleFile(unetFiles.weights!, () => new UNet2DConditionModel(unetConfig), loadUNetWeights),
+      device,
+      dtype,
+    );
     releaseMappings();
     return new DiffusersFolder(
       dir,
@@ -372,128 +394,4 @@ export function emptyPromptEmbeddingDetailed(
 /** emptyPromptEmbeddingDetailed(folder, padding).embedding */
 export function emptyPromptEmbedding(folder: DiffusersFolder, padding: PromptPadding = "none"): Tensor {
   return emptyPromptEmbeddingDetailed(folder, padding).embedding;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// The branch
-
-export interface DiffusionBranchOptions {
-  /** Timesteps of the one-step x̂0 (default [50, 100, 200], spec §2 `diffusion.timesteps`). */
-  timesteps?: number[];
-  /** Clamp x̂0 to [−1, 1] (default true, the DDIM default DEDOS relies on: `diffusion.clipSample`). */
-  clipSample?: boolean;
-  /** The empty prompt: "none" (default, BOS + EOS) or "max-length" (`diffusion.promptPadding`). */
-  promptPadding?: PromptPadding;
-  /** Byte budget of one attention score matrix before queries are chunked (UNet and VAE). */
-  attentionBudgetBytes?: number;
-}
-
-/**
- * What the branch needs from a Stable Diffusion: a DiffusersFolder, or components built in memory (tests,
- * tiny models).
- */
-export interface DiffusionComponents {
-  readonly vae: AutoencoderKL;
-  readonly unet: UNet2DConditionModel;
-  /** The folder's own scheduler config (only prediction_type is read). */
-  readonly scheduler: SchedulerConfig;
-  readonly dtype: PipelineDType;
-  readonly device: Device;
-  /** The empty-prompt text embedding (1, S, cross_attention_dim), S = 2 (`none`) or the context length. */
-  emptyPromptEmbedding(padding?: PromptPadding): Tensor;
-}
-
-/** One timestep's results. */
-export interface DiffusionStep {
-  t: number;
-  /** The UNet's raw output (ε̂ for epsilon models, v̂ for v-prediction). */
-  output: Tensor;
-  /** ε̂ (for v-prediction the ε implied by v̂ and z). */
-  eps: Tensor;
-  /** x̂0, clamped when clipSample. */
-  x0: Tensor;
-  /** The 16 (SD-2) transformer-block taps, in execution order. */
-  taps: UNetTap[];
-}
-
-/**
- * DEDOS's frozen diffusion branch: VAE-encode the crop, then per t one UNet pass on z (no noise added) with
- * the empty prompt, x̂0 from DEDOS's DDIM scheduler (scaled-linear 0.00085→0.012, 1000 steps, clip_sample
- * per options) using the folder's prediction_type. Everything runs under noGrad.
- */
-export class DiffusionBranch {
-  readonly schedule: NoiseSchedule;
-  readonly timesteps: number[];
-  private readonly text: Tensor;
-
-  constructor(
-    readonly folder: DiffusionComponents,
-    private readonly o: DiffusionBranchOptions = {},
-  ) {
-    this.schedule = new NoiseSchedule({
-      ...DEDOS_SCHEDULER_CONFIG,
-      prediction_type: folder.scheduler.prediction_type,
-      clip_sample: o.clipSample ?? true,
-    });
-    this.timesteps = [...(o.timesteps ?? [50, 100, 200])];
-    for (const t of this.timesteps) this.schedule.alphaProd(t); // validates
-    this.text = folder.emptyPromptEmbedding(o.promptPadding ?? "none");
-  }
-
-  /** Pixels 0–255 (B, 3, H, W) → z = posterior mean · scaling_factor (B, 4, H/8, W/8), device and dtype of the folder. */
-  encodeImage(img255: Tensor): Tensor {
-    const f = this.folder;
-    return noGrad(() =>
-      tidy(() =>
-        imageToLatent(f.vae, img255.to({ dtype: f.dtype, device: f.device }), {
-          attentionBudgetBytes: this.o.attentionBudgetBytes,
-        }),
-      ),
-    );
-  }
-
-  /** One UNet pass per t on z (B, 4, h, w): the raw output, ε̂, x̂0 and the taps. */
-  run(z: Tensor, timesteps: number[] = this.timesteps): DiffusionStep[] {
-    const f = this.folder;
-    return noGrad(() =>
-      tidy(() => {
-        const B = z.size(0);
-        const text = this.text.expand(B, this.text.size(1), this.text.size(2));
-        return timesteps.map((t) =>
-          tidy(() => {
-            const u = f.unet.forward(z, t, text, { attentionBudgetBytes: this.o.attentionBudgetBytes });
-            const p = predictX0(this.schedule, u.sample, t, z);
-            return { t, output: u.sample, eps: p.epsilon, x0: p.x0, taps: u.taps };
-          }),
-        );
-      }),
-    );
-  }
-
-  /** x̂0 latents (B, 4, h, w) → the decoded "denoised image" on the 0–255 scale (B, 3, 8h, 8w), fp32. */
-  decodeImage255(x0: Tensor): Tensor {
-    const f = this.folder;
-    return noGrad(() =>
-      tidy(() =>
-        latentToImage01(f.vae, x0.to({ dtype: f.dtype, device: f.device }), {
-          attentionBudgetBytes: this.o.attentionBudgetBytes,
-        })
-          .image01.float()
-          .mul(255),
-      ),
-    );
-  }
-
-  /** encodeImage then run. */
-  forward(img255: Tensor, timesteps?: number[]): { z: Tensor; steps: DiffusionStep[] } {
-    return tidy(() => {
-      const z = this.encodeImage(img255);
-      return { z, steps: this.run(z, timesteps) };
-    });
-  }
-}
-
-/** Frees a run's tensors. */
-export function disposeSteps(steps: DiffusionStep[]): void {
-  for (const s of steps) dispose([s.output, s.eps, s.x0, s.taps.map((t) => t.tokens)]);
 }
