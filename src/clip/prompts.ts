@@ -3,9 +3,8 @@
 //   → CLIP text features, L2-normalised per text → synonyms averaged and renormalised (CAT-Seg's order)
 //   → templates averaged and renormalised (or kept apart as CAT-Seg's P prompt channels).
 // Texts are encoded in batches, and results are cached per (model instance, class list, templates, options).
-import { readFileSync } from "node:fs";
 import { cat, noGrad, type Tensor, tensor, tidy } from "../torch/tensor.js";
-import { assetPath } from "../util/assets.js";
+import { readBundledFile } from "../util/assets.js";
 import type { ClipTextEncoder } from "./text.js";
 import type { TokenizedBatch, TokenizeOptions } from "./tokenizer.js";
 
@@ -35,10 +34,10 @@ export function resolveTemplates(t: TemplateSetName | readonly string[] = "singl
     const key = TEMPLATE_KEYS[t];
     if (!key)
       throw new Error(`unknown template set "${t}" (one of ${Object.keys(TEMPLATE_KEYS).join(", ")})`);
-    const file = assetPath("classes", "imagenet_templates.json");
-    templateFile ??= JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+    const file = ["classes", "imagenet_templates.json"];
+    templateFile ??= JSON.parse(readBundledFile(...file).toString("utf8")) as Record<string, unknown>;
     list = templateFile[key];
-    if (!Array.isArray(list)) throw new Error(`${file}: no "${key}" list`);
+    if (!Array.isArray(list)) throw new Error(`assets/${file.join("/")}: no "${key}" list`);
   } else {
     list = t;
   }

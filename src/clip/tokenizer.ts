@@ -6,10 +6,9 @@
 //   → greedy lowest-rank BPE merges with "</w>" glued to the last symbol → vocabulary ids.
 // Every Python-specific behaviour that JavaScript does differently (whitespace sets, strip(), numeric
 // character references) is reproduced explicitly below.
-import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { decodeHTML } from "entities";
-import { assetPath } from "../util/assets.js";
+import { readBundledFile } from "../util/assets.js";
 
 /** Id of `<|startoftext|>` in the standard CLIP vocabulary. */
 export const SOT_ID = 49406;
@@ -252,10 +251,14 @@ export class ClipTokenizer {
     this.cache.set(EOT_TEXT, [this.eotId]);
   }
 
-  /** Reads a gzipped merges file (default: the bundled bpe_simple_vocab_16e6.txt.gz). */
-  static load(vocabPath?: string): ClipTokenizer {
-    const path = vocabPath ?? assetPath(...DEFAULT_VOCAB);
-    const raw = gunzipSync(readFileSync(path));
+  /** The tokenizer of the bundled vocabulary (assets/vocab/bpe_simple_vocab_16e6.txt.gz). */
+  static load(): ClipTokenizer {
+    return ClipTokenizer.fromGzippedMerges(readBundledFile(...DEFAULT_VOCAB));
+  }
+
+  /** A tokenizer from the bytes of a gzipped merges file (OpenAI's bpe_simple_vocab_16e6.txt.gz format). */
+  static fromGzippedMerges(bytes: Uint8Array): ClipTokenizer {
+    const raw = gunzipSync(bytes);
     // Only the header line and the merges in use are decoded (the file holds 5× more lines than are used).
     let end = -1;
     for (let line = 0; line <= MERGE_COUNT; line++) {

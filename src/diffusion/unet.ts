@@ -150,6 +150,83 @@ function layout(c: UNet2DConditionConfig): Layout {
   };
 }
 
+/** What every block of the UNet shares, and block i's attention (null for a block without one). */
+function blockSpecs(c: UNet2DConditionConfig, L: Layout) {
+  const timeEmbedDim = c.time_embedding_dim ?? L.boc[0]! * 4;
+  const common = (outputScaleFactor: number): BlockCommon => ({
+    tembChannels: timeEmbedDim,
+    groups: c.norm_num_groups!,
+    eps: c.norm_eps,
+    act: c.act_fn,
+    outputScaleFactor,
+  });
+  const attention = (crossAttn: boolean, i: number): BlockAttention | null =>
+    crossAttn
+      ? {
+          heads: L.heads[i]!,
+          layers: L.transformerLayers[i]!,
+          crossAttentionDim: L.cross[i]!,
+          useLinearProjection: c.use_linear_projection,
+          onlyCrossAttention: L.onlyCross[i]!,
+        }
+      : null;
+  return { timeEmbedDim, common, attention };
+}
+
+/** The down path: block i maps boc[i−1] → boc[i] channels and halves the map, except the last. */
+function downBlocks(
+  c: UNet2DConditionConfig,
+  L: Layout,
+  spec: ReturnType<typeof blockSpecs>,
+  o: nn.InitOptions,
+): DownBlock[] {
+  const n = L.boc.length;
+  return c.down_block_types.map((type, i) => {
+    const inCh = L.boc[Math.max(i - 1, 0)]!;
+    return new DownBlock(
+      {
+        ...spec.common(c.resnet_out_scale_factor),
+        inChannels: inCh,
+        outChannels: L.boc[i]!,
+        numLayers: L.layers[i]!,
+        addDownsample: i !== n - 1,
+        downsamplePadding: c.downsample_padding,
+        attention: spec.attention(type === "CrossAttnDownBlock2D", i),
+      },
+      o,
+    );
+  });
+}
+
+/**
+ * The up path, the down path mirrored: up block i takes the settings of down block n−1−i, one more layer
+ * (it also consumes the skip of the block's downsampler), and doubles the map, except the last.
+ */
+function upBlocks(
+  c: UNet2DConditionConfig,
+  L: Layout,
+  spec: ReturnType<typeof blockSpecs>,
+  o: nn.InitOptions,
+): UpBlock[] {
+  const n = L.boc.length;
+  const rboc = [...L.boc].reverse();
+  return c.up_block_types.map((type, i) => {
+    const mirror = n - 1 - i;
+    return new UpBlock(
+      {
+        ...spec.common(c.resnet_out_scale_factor),
+        inChannels: rboc[Math.min(i + 1, n - 1)]!,
+        outChannels: rboc[i]!,
+        prevOutputChannels: rboc[Math.max(i - 1, 0)]!,
+        numLayers: L.layers[mirror]! + 1,
+        addUpsample: i !== n - 1,
+        attention: spec.attention(type === "CrossAttnUpBlock2D", mirror),
+      },
+      o,
+    );
+  });
+}
+
 /** The tap list for a config: SD-2-base gives 16 (down 6, mid 1, up 9). */
 export function unetTapSpecs(config: UNet2DConditionConfig): UNetTapSpec[] {
   const L = layout(config);
@@ -199,109 +276,29 @@ export class UNet2DConditionModel extends Module {
     const L = layout(c);
     const n = L.boc.length;
     const groups = c.norm_num_groups!;
-    const timeEmbedDim = c.time_embedding_dim ?? L.boc[0]! * 4;
-    const common = (outputScaleFactor: number): BlockCommon => ({
-      tembChannels: timeEmbedDim,
-      groups,
-      eps: c.norm_eps,
-      act: c.act_fn,
-      outputScaleFactor,
-    });
-    const attention = (crossAttn: boolean, i: number): BlockAttention | null =>
-      crossAttn
-        ? {
-            heads: L.heads[i]!,
-            layers: L.transformerLayers[i]!,
-            crossAttentionDim: L.cross[i]!,
-            useLinearProjection: c.use_linear_projection,
-            onlyCrossAttention: L.onlyCross[i]!,
-          }
-        : null;
-
+    const spec = blockSpecs(c, L);
     this.conv_in = this.child(
       "conv_in",
       new Conv2d(c.in_channels, L.boc[0]!, c.conv_in_kernel, { padding: (c.conv_in_kernel - 1) / 2 }, o),
     );
     this.time_embedding = this.child(
       "time_embedding",
-      new TimestepEmbedding(L.boc[0]!, timeEmbedDim, c.act_fn, o),
+      new TimestepEmbedding(L.boc[0]!, spec.timeEmbedDim, c.act_fn, o),
     );
-
-    const down: DownBlock[] = [];
-    let outCh = L.boc[0]!;
-    c.down_block_types.forEach((type, i) => {
-      const inCh = outCh;
-      outCh = L.boc[i]!;
-      down.push(
-        new DownBlock(
-          {
-            ...common(c.resnet_out_scale_factor),
-            inChannels: inCh,
-            outChannels: outCh,
-            numLayers: L.layers[i]!,
-            addDownsample: i !== n - 1,
-            downsamplePadding: c.downsample_padding,
-            attention: attention(type === "CrossAttnDownBlock2D", i),
-          },
-          o,
-        ),
-      );
-    });
-    this.down_blocks = this.child("down_blocks", new ModuleList(down));
-
+    this.down_blocks = this.child("down_blocks", new ModuleList(downBlocks(c, L, spec, o)));
     this.mid_block = this.child(
       "mid_block",
       new MidBlockCrossAttn(
         {
-          ...common(c.mid_block_scale_factor),
+          ...spec.common(c.mid_block_scale_factor),
           channels: L.boc[n - 1]!,
           // UNetMidBlock2DCrossAttn builds its transformers without only_cross_attention.
-          attention: { ...attention(true, n - 1)!, onlyCrossAttention: false },
+          attention: { ...spec.attention(true, n - 1)!, onlyCrossAttention: false },
         },
         o,
       ),
     );
-
-    const rboc = [...L.boc].reverse();
-    const rev = <T>(xs: T[]) => [...xs].reverse();
-    const rheads = rev(L.heads);
-    const rlayers = rev(L.layers);
-    const rcross = rev(L.cross);
-    const rtl = rev(L.transformerLayers);
-    const ronly = rev(L.onlyCross);
-    const up: UpBlock[] = [];
-    let upOut = rboc[0]!;
-    c.up_block_types.forEach((type, i) => {
-      const prev = upOut;
-      upOut = rboc[i]!;
-      const inCh = rboc[Math.min(i + 1, n - 1)]!;
-      const attn: BlockAttention | null =
-        type === "CrossAttnUpBlock2D"
-          ? {
-              heads: rheads[i]!,
-              layers: rtl[i]!,
-              crossAttentionDim: rcross[i]!,
-              useLinearProjection: c.use_linear_projection,
-              onlyCrossAttention: ronly[i]!,
-            }
-          : null;
-      up.push(
-        new UpBlock(
-          {
-            ...common(c.resnet_out_scale_factor),
-            inChannels: inCh,
-            outChannels: upOut,
-            prevOutputChannels: prev,
-            numLayers: rlayers[i]! + 1,
-            addUpsample: i !== n - 1,
-            attention: attn,
-          },
-          o,
-        ),
-      );
-    });
-    this.up_blocks = this.child("up_blocks", new ModuleList(up));
-
+    this.up_blocks = this.child("up_blocks", new ModuleList(upBlocks(c, L, spec, o)));
     this.conv_norm_out = this.child("conv_norm_out", new nn.GroupNorm(groups, L.boc[0]!, c.norm_eps));
     this.conv_out = this.child(
       "conv_out",

@@ -1,7 +1,7 @@
 // The package root (the folder holding package.json) and the files bundled under it (assets/: the CLIP
 // vocabulary, class lists, templates, sample images), found from this module's location (src/util when run
 // from source, dist/src/util when compiled). Free of libtorch, so worker threads can import it.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -22,4 +22,9 @@ export const PACKAGE_ROOT: string = findPackageRoot();
 /** A bundled file: `assetPath("classes", "ade150.json")` → <package>/assets/classes/ade150.json. */
 export function assetPath(...parts: string[]): string {
   return join(PACKAGE_ROOT, "assets", ...parts);
+}
+
+/** The bytes of a bundled file (package data, like a constant table: not a user's file). */
+export function readBundledFile(...parts: string[]): Buffer {
+  return readFileSync(assetPath(...parts));
 }
