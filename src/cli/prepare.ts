@@ -7,7 +7,6 @@ import {
   PREPARE_SPLIT_CHOICES,
   PREPARE_SUPPORTED,
   PREPARE_TRAIN_SIZES,
-  PREPARE_UNSUPPORTED_REASON,
   type PrepareReport,
   type PrepareSplit,
   prepareDataset,
@@ -72,9 +71,8 @@ export async function prepareCommand(argv: string[]): Promise<number> {
     console.error(`dedos prepare: unknown dataset '${name}' (known: ${BENCHMARK_NAMES.join(", ")})`);
     return 2;
   }
-  const reason = PREPARE_UNSUPPORTED_REASON[name];
-  if (reason || !PREPARE_SUPPORTED.includes(name)) {
-    console.error(`dedos prepare ${name}: ${reason ?? "not supported yet"}`);
+  if (!PREPARE_SUPPORTED.includes(name)) {
+    console.error(`dedos prepare ${name}: not supported yet`);
     return 2;
   }
   const choice = values.split ?? "val";

@@ -240,9 +240,6 @@ export const PREPARE_SUPPORTED: readonly BenchmarkName[] = [
   "ade847",
 ];
 
-/** Why a benchmark cannot be prepared (none at present). */
-export const PREPARE_UNSUPPORTED_REASON: Partial<Record<BenchmarkName, string>> = {};
-
 function mtime(file: string): number {
   return statSync(file).mtimeMs;
 }
@@ -603,8 +600,6 @@ function ade847Jobs(
  */
 export async function prepareDataset(name: string, o: PrepareOptions): Promise<PrepareReport> {
   const spec = getBenchmark(name);
-  const reason = PREPARE_UNSUPPORTED_REASON[spec.name];
-  if (reason) throw new Error(`prepare ${spec.name}: ${reason}`);
   const split = o.split ?? "val";
   try {
     resolvePrepareSplits(spec.name, split);

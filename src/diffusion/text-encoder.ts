@@ -64,37 +64,6 @@ export const CLIP_TEXT_MODEL_DEFAULTS: Readonly<ClipTextModelConfig> = Object.fr
   eos_token_id: 49407,
 });
 
-/** The `text_encoder/config.json` of the released folders. */
-export const CLIP_TEXT_PRESETS: Readonly<Record<"sd-2-base" | "sd-1.5", Readonly<ClipTextModelConfig>>> =
-  Object.freeze({
-    /** OpenCLIP ViT-H/14 text tower, penultimate layer (23 of 24). */
-    "sd-2-base": Object.freeze({
-      ...CLIP_TEXT_MODEL_DEFAULTS,
-      hidden_size: 1024,
-      intermediate_size: 4096,
-      projection_dim: 512,
-      num_hidden_layers: 23,
-      num_attention_heads: 16,
-      hidden_act: "gelu",
-      pad_token_id: 1,
-      bos_token_id: 0,
-      eos_token_id: 2,
-    }),
-    /** OpenAI CLIP ViT-L/14 text tower. */
-    "sd-1.5": Object.freeze({
-      ...CLIP_TEXT_MODEL_DEFAULTS,
-      hidden_size: 768,
-      intermediate_size: 3072,
-      projection_dim: 768,
-      num_hidden_layers: 12,
-      num_attention_heads: 12,
-      hidden_act: "quick_gelu",
-      pad_token_id: 1,
-      bos_token_id: 0,
-      eos_token_id: 2,
-    }),
-  });
-
 const INT_FIELDS = [
   "vocab_size",
   "hidden_size",

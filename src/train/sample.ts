@@ -23,9 +23,6 @@ export interface SampleTask {
   epoch: number;
 }
 
-/** Reads and decodes an image file (src/data/image-decode.ts, also behind `readImageRGB`). */
-export const decodeImageFile: (file: string) => Promise<RgbImage> = readImageFile;
-
 /** Reads and decodes one pair. Errors name the file at fault. */
 export async function loadRawSample(item: DatasetItem): Promise<RawSample> {
   const [image, label] = await Promise.all([readImageFile(item.image), readLabelMap(item.gt)]);
