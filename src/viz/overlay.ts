@@ -2,7 +2,7 @@
 
 import sharp, { type Sharp } from "sharp";
 import type { RgbImage } from "../data/image-decode.js";
-import { writeAtomicWith } from "../util/fs.js";
+import { writeAtomicWith, writeFileAtomic } from "../util/fs.js";
 import { classColor } from "./palette.js";
 
 export interface ClassShare {
@@ -39,20 +39,32 @@ async function writeAtomic(file: string, img: Sharp): Promise<void> {
   await writeAtomicWith(file, async (tmp) => void (await img.png().toFile(tmp)));
 }
 
+export interface OverlayOptions {
+  /** Weight of the class colour over the image (default 0.5). */
+  opacity?: number;
+  /** Draw the legend (classes present, largest first, with their share) to the right (default true). */
+  legend?: boolean;
+  /** A bold first line of the legend. */
+  title?: string;
+}
+
 /**
- * Writes a PNG: the image with each pixel's class colour blended in (`alpha`), and to its right a legend
- * listing the classes present with their pixel share.
+ * An overlay as PNG bytes: the image with each pixel's class colour blended in (`opacity`), and to its right
+ * a legend listing the classes present with their pixel share.
+ * @example
+ *   const r = await seg.segment("street.jpg", "road; car; sky");
+ *   writeFileSync("street.overlay.png", (await renderOverlay(await readImageRGB("street.jpg"), r.labels, r.classes)).png);
  */
-export async function writeOverlay(
-  file: string,
+export async function renderOverlay(
   image: RgbImage,
   labels: ArrayLike<number>,
   names: readonly string[],
-  o: { alpha?: number; title?: string } = {},
-): Promise<ClassShare[]> {
+  o: OverlayOptions = {},
+): Promise<{ png: Buffer; shares: ClassShare[] }> {
   const { width: W, height: H } = image;
-  if (labels.length !== W * H) throw new Error(`writeOverlay: ${labels.length} labels for a ${W}×${H} image`);
-  const a = o.alpha ?? 0.5;
+  if (labels.length !== W * H)
+    throw new Error(`renderOverlay: ${labels.length} labels for a ${W}×${H} image`);
+  const a = o.opacity ?? 0.5;
   const out = new Uint8Array(W * H * 3);
   const colors = new Map<number, [number, number, number]>();
   for (let i = 0; i < W * H; i++) {
@@ -66,14 +78,36 @@ export async function writeOverlay(
       out[i * 3 + ch] = Math.round(image.data[i * 3 + ch]! * (1 - a) + c[ch]! * a);
   }
   const shares = classShares(labels, names);
+  const pixels = {
+    input: Buffer.from(out.buffer, out.byteOffset, out.length),
+    raw: { width: W, height: H, channels: 3 as const },
+    left: 0,
+    top: 0,
+  };
+  if (o.legend === false)
+    return { png: await sharp(pixels.input, { raw: pixels.raw }).png().toBuffer(), shares };
+  const legend = legendSvg(shares, H, o.title);
+  const canvas = sharp({
+    create: {
+      width: W + legend.width,
+      height: Math.max(H, legend.height),
+      channels: 3,
+      background: "#ffffff",
+    },
+  }).composite([pixels, { input: Buffer.from(legend.svg), left: W, top: 0 }]);
+  return { png: await canvas.png().toBuffer(), shares };
+}
+
+/** The legend as SVG: one row per class present (colour box, name, share), an optional title first. */
+function legendSvg(shares: ClassShare[], minHeight: number, title?: string) {
   const row = 22;
-  const legendW = 260;
-  const legendH = Math.max(H, 16 + row * (shares.length + (o.title ? 1 : 0)));
+  const width = 260;
+  const height = Math.max(minHeight, 16 + row * (shares.length + (title ? 1 : 0)));
   const lines: string[] = [];
   let y = 8;
-  if (o.title) {
+  if (title) {
     lines.push(
-      `<text x="10" y="${y + 15}" font-family="DejaVu Sans, sans-serif" font-size="13" font-weight="bold">${escapeXml(o.title)}</text>`,
+      `<text x="10" y="${y + 15}" font-family="DejaVu Sans, sans-serif" font-size="13" font-weight="bold">${escapeXml(title)}</text>`,
     );
     y += row;
   }
@@ -86,19 +120,20 @@ export async function writeOverlay(
     );
     y += row;
   }
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${legendW}" height="${legendH}"><rect width="100%" height="100%" fill="white"/>${lines.join("")}</svg>`;
-  const canvas = sharp({
-    create: { width: W + legendW, height: Math.max(H, legendH), channels: 3, background: "#ffffff" },
-  }).composite([
-    {
-      input: Buffer.from(out.buffer, out.byteOffset, out.length),
-      raw: { width: W, height: H, channels: 3 },
-      left: 0,
-      top: 0,
-    },
-    { input: Buffer.from(svg), left: W, top: 0 },
-  ]);
-  await writeAtomic(file, canvas);
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}"><rect width="100%" height="100%" fill="white"/>${lines.join("")}</svg>`;
+  return { svg, width, height };
+}
+
+/** Writes {@link renderOverlay}'s PNG to `file`, atomically; returns the classes present. */
+export async function writeOverlay(
+  file: string,
+  image: RgbImage,
+  labels: ArrayLike<number>,
+  names: readonly string[],
+  o: OverlayOptions = {},
+): Promise<ClassShare[]> {
+  const { png, shares } = await renderOverlay(image, labels, names, o);
+  await writeFileAtomic(file, png);
   return shares;
 }
 
