@@ -32,6 +32,7 @@ export { zeroShotClassify, zeroShotSegment } from "./clip/zero-shot.js";
 // Images, classes, pictures
 export { parseClassList, readClassFile } from "./data/classes.js";
 export { type ImageInput, type RgbImage, readImageRGB } from "./data/image-decode.js";
+export { imageToTensor } from "./data/image-tensor.js";
 export { DEDOS_PRESET_NAMES, type DedosConfig, dedosPreset } from "./dedos/config.js";
 export { DedosModel } from "./dedos/model.js";
 export { loadDiffusersFolder } from "./models/diffusers.js";
