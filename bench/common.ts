@@ -172,7 +172,7 @@ export function bindingOverhead(fn: () => void): {
   wallMs: number;
   share: number;
 } {
-  const addon = native as Record<string, (...a: unknown[]) => unknown>;
+  const addon = native as unknown as Record<string, (...a: unknown[]) => unknown>;
   const originals = { ...addon };
   let calls = 0;
   for (const [k, f] of Object.entries(originals)) {

@@ -1,11 +1,12 @@
 // The engine: libtorch tensors, autograd, nn modules, optimisers and checkpoint IO for TypeScript.
-import { availableParallelism } from "node:os";
-import { setNumThreads } from "./tensor.js";
+// Importing it loads nothing: the addon loads on the first op, and loading sets libtorch's thread count to
+// every core (or DEDOS_NUM_THREADS); `setNumThreads(n)` changes it afterwards.
 
 export * as dist from "./distributed.js";
 export * from "./dtype.js";
 export * as F from "./functional.js";
 export * from "./io/load.js";
+export { defaultNumThreads, type EngineStatus, engineStatus } from "./native.js";
 export * as nn from "./nn/layers.js";
 export {
   type LoadStateDictOptions,
@@ -16,6 +17,3 @@ export {
 } from "./nn/module.js";
 export * from "./optim.js";
 export * from "./tensor.js";
-
-// libtorch defaults to the number of physical cores; use every core unless DEDOS_NUM_THREADS says otherwise.
-setNumThreads(Number(process.env.DEDOS_NUM_THREADS) || availableParallelism());

@@ -600,7 +600,8 @@ export class Tensor {
   }
   add_(o: TensorOrScalar, alpha?: number): this {
     if (alpha === undefined) N.add_(this.handle, h(o), o instanceof Tensor);
-    else N.add_(this.handle, h(o), alpha);
+    else if (o instanceof Tensor) N.add_(this.handle, o.handle, true, alpha);
+    else N.add_(this.handle, Number(o) * alpha, false); // the addon applies alpha to tensor operands only
     return this;
   }
   mul_(o: TensorOrScalar): this {
