@@ -1,0 +1,186 @@
+// The package as a user gets it: `npm pack`, `npm install <tarball>` into a fresh app (the install builds
+// the native addon), `import "dedos"` by name, a TypeScript consumer type-checked under nodenext and bundler
+// resolution, `dedos --version`, a tiny-config `dedos segment`, and every README snippet run as written
+// (against random full-size weights saved under the real file names, so the snippets need no edits).
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { before, describe, it } from "node:test";
+import sharp from "sharp";
+import { catSegPreset } from "../../src/catseg/config.js";
+import { catsegStateDict } from "../../src/catseg/weights.js";
+import { createModel } from "../../src/models/factory.js";
+import { saveSafetensors } from "../../src/torch/io/load.js";
+import { PACKAGE_ROOT } from "../../src/util/assets.js";
+import { tempDir } from "../temp-dir.js";
+import { TINY_CATSEG } from "../tiny-models.js";
+
+const work = tempDir("dedos-package-");
+const app = join(work, "app");
+const version = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version as string;
+const MAX_PACKED = 4 * 1024 * 1024;
+
+function run(cmd: string, args: string[], o: { cwd?: string; timeout?: number } = {}) {
+  const r = spawnSync(cmd, args, { cwd: o.cwd ?? app, encoding: "utf8", timeout: o.timeout ?? 600_000 });
+  return { status: r.status, out: r.stdout ?? "", err: r.stderr ?? "" };
+}
+const dedos = (args: string[]) =>
+  run(process.execPath, [join(app, "node_modules/dedos/dist/src/cli/main.js"), ...args]);
+
+interface PackResult {
+  filename: string;
+  size: number;
+  files: { path: string }[];
+}
+
+let pack: PackResult;
+
+describe("the npm package, installed into a fresh app", () => {
+  before(() => {
+    // dist/ is built by make setup; the tarball takes it as it is (prepare would rebuild it).
+    const json = execFileSync("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", work], {
+      cwd: PACKAGE_ROOT,
+      encoding: "utf8",
+    });
+    pack = (JSON.parse(json) as PackResult[])[0]!;
+    mkdirSync(app);
+    writeFileSync(join(app, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
+    const r = run("npm", [
+      "install",
+      join(work, pack.filename),
+      "--prefer-offline",
+      "--no-audit",
+      "--no-fund",
+    ]);
+    assert.equal(r.status, 0, `npm install failed:\n${r.out}\n${r.err}`);
+  });
+
+  it(`is lean: under 4 MB packed, no tests, fixtures, benchmarks or CI files`, () => {
+    assert.ok(pack.size < MAX_PACKED, `${pack.size} bytes packed`);
+    const stray = pack.files
+      .map((f) => f.path)
+      .filter((p) => /^(test|dist\/test|bench|dist\/bench|scripts|\.ci)\//.test(p));
+    assert.deepEqual(stray, []);
+    for (const need of [
+      "dist/src/index.js",
+      "dist/src/index.d.ts",
+      "native/binding.gyp",
+      "assets/vocab/bpe_simple_vocab_16e6.txt.gz",
+    ])
+      assert.ok(
+        pack.files.some((f) => f.path === need),
+        `${need} is not in the tarball`,
+      );
+  });
+
+  it("builds its addon on install and imports by name from ESM", () => {
+    assert.ok(existsSync(join(app, "node_modules/dedos/native/build/Release/dedos_native.node")));
+    const r = run(process.execPath, [
+      "-e",
+      'import("dedos").then((m) => console.log(typeof m.Segmenter, typeof m.createModel))',
+    ]);
+    assert.equal(r.status, 0, r.err);
+    assert.equal(r.out.trim(), "function function");
+    const torch = run(process.execPath, [
+      "-e",
+      'import("dedos/torch").then((t) => console.log(t.tensor([1, 2], [2]).sum().item()))',
+    ]);
+    assert.equal(torch.out.trim(), "3", torch.err);
+  });
+
+  it("type-checks a TypeScript consumer under nodenext and bundler resolution", () => {
+    writeFileSync(
+      join(app, "consumer.ts"),
+      [
+        'import { Segmenter, type Segmentation, createModel, renderOverlay, type CatSegConfig } from "dedos";',
+        'import { tensor } from "dedos/torch";',
+        'const seg: Segmenter = Segmenter.create({ config: "vitb_384", weights: "random" });',
+        'const r: Promise<Segmentation> = seg.segment("a.jpg", ["sky"]);',
+        'const m = createModel({ arch: "catseg", weights: "random" });',
+        "const c: CatSegConfig = m.config;",
+        "const t = tensor([1], [1]);",
+        "void r; void c; void t; void renderOverlay;",
+        // A misspelt option must fail: the types are real, not `any`.
+        "// @ts-expect-error: no such option",
+        'Segmenter.create({ weights: "random", windw: "dedos" });',
+        "",
+      ].join("\n"),
+    );
+    const tsc = join(PACKAGE_ROOT, "node_modules/typescript/bin/tsc");
+    for (const [module, resolution] of [
+      ["nodenext", "nodenext"],
+      ["esnext", "bundler"],
+    ]) {
+      const r = run(process.execPath, [
+        tsc,
+        "--noEmit",
+        "--strict",
+        "--skipLibCheck",
+        "false",
+        "--target",
+        "es2022",
+        "--module",
+        module!,
+        "--moduleResolution",
+        resolution!,
+        "--typeRoots",
+        join(PACKAGE_ROOT, "node_modules/@types"),
+        "--types",
+        "node",
+        "consumer.ts",
+      ]);
+      assert.equal(r.status, 0, `${resolution}:\n${r.out}${r.err}`);
+    }
+  });
+
+  it("runs the CLI: --version, doctor, and a tiny-config segment", () => {
+    assert.equal(dedos(["--version"]).out.trim(), version);
+    const doctor = dedos(["doctor"]);
+    assert.equal(doctor.status, 0, doctor.out + doctor.err);
+    assert.match(doctor.out, /engine: +loaded, libtorch \d/);
+    writeFileSync(join(app, "tiny.json"), JSON.stringify(TINY_CATSEG));
+    copyFileSync(join(PACKAGE_ROOT, "assets/images/chelsea.png"), join(app, "cat.png"));
+    const r = dedos([
+      "segment",
+      "cat.png",
+      "--classes",
+      "cat; wall",
+      "--config",
+      "tiny.json",
+      "--out",
+      "tiny-out",
+    ]);
+    assert.equal(r.status, 0, r.out + r.err);
+    assert.ok(statSync(join(app, "tiny-out/cat.overlay.png")).size > 1000);
+  });
+
+  it("runs every README snippet as written", async () => {
+    // The real file names of the README, holding random full-size weights of the same layouts.
+    const model = createModel({ arch: "catseg", config: catSegPreset("vitb_384"), weights: "random" });
+    saveSafetensors(join(app, "model_base.pth"), catsegStateDict(model));
+    saveSafetensors(join(app, "ViT-B-16.pt"), model.clip.stateDict());
+    model.dispose();
+    await sharp(join(PACKAGE_ROOT, "assets/coco/000000039769.png")).jpeg().toFile(join(app, "street.jpg"));
+
+    const readme = readFileSync(join(PACKAGE_ROOT, "README.md"), "utf8");
+    const snippets = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    assert.ok(snippets.length >= 3, `${snippets.length} snippets`);
+    snippets.forEach((code, i) => {
+      writeFileSync(join(app, `readme-${i}.mjs`), code);
+      const r = run(process.execPath, [`readme-${i}.mjs`]);
+      assert.equal(r.status, 0, `README snippet ${i}:\n${code}\n${r.out}${r.err}`);
+    });
+    assert.ok(statSync(join(app, "street.overlay.png")).size > 1000);
+    const commands = [...readme.matchAll(/^npx dedos segment street\.jpg .*$/gm)].map((m) => m[0]);
+    assert.ok(commands.length >= 1);
+    for (const c of commands) {
+      const args = c
+        .replace(/^npx dedos /, "")
+        .match(/"[^"]*"|\S+/g)!
+        .map((a) => a.replace(/^"|"$/g, ""));
+      const r = dedos(args);
+      assert.equal(r.status, 0, `${c}\n${r.out}${r.err}`);
+    }
+  });
+});
