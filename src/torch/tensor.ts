@@ -26,7 +26,8 @@ export function tidy<T>(fn: () => T): T {
     result = fn();
   } catch (e) {
     scopes.pop();
-    for (const t of scope) t.dispose();
+    // Kept tensors (caches, parameters created in the scope) belong to their owner, also on failure.
+    for (const t of scope) if (!t.kept) t.dispose();
     throw e;
   }
   scopes.pop();

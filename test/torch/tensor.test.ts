@@ -260,6 +260,23 @@ describe("scopes and disposal", () => {
     out.dispose();
     assert.equal(out.isDisposed, true);
   });
+  it("a tidy body that throws frees its temporaries but never a kept tensor (a cache made inside it)", () => {
+    let temp: Tensor | undefined;
+    let cache: Tensor | undefined;
+    assert.throws(
+      () =>
+        tidy(() => {
+          cache = ones([2]).mul(3).keep();
+          temp = ones([2]).add(1);
+          throw new Error("bad image");
+        }),
+      /bad image/,
+    );
+    assert.equal(temp!.isDisposed, true);
+    assert.equal(cache!.isDisposed, false);
+    assert.deepEqual(vals(cache!), [3, 3]); // still usable by the next call
+    cache!.dispose();
+  });
   it("using a disposed tensor is an error that says so", () => {
     const t = ones([2]);
     t.dispose();
