@@ -17,7 +17,8 @@ import { readFileSync } from "node:fs";
 import sharp from "sharp";
 import { assetPath } from "../util/assets.js";
 import { roundHalfEven } from "../util/math.js";
-import { decodeAdeFullFormat, decodePng, type LabelMap, pngToRgb } from "./labels.js";
+import { decodeAdeFullFormat, type LabelMap } from "./labels.js";
+import { decodePng, pngToRgb } from "./png.js";
 
 /** One row of CAT-Seg's ADE20K-847 table. */
 export interface Ade847Class {

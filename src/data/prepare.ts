@@ -31,15 +31,9 @@ import {
   getBenchmark,
   splitSpec,
 } from "./benchmarks.js";
-import {
-  decodeCocoRle,
-  decodePng,
-  decodeVocColorMask,
-  type LabelMap,
-  pngToRgb,
-  writeLabelMap,
-} from "./labels.js";
+import { decodeCocoRle, decodeVocColorMask, type LabelMap, writeLabelMap } from "./labels.js";
 import { readMatFile } from "./matlab.js";
+import { decodePng, pngToRgb } from "./png.js";
 
 // ---- label mappings (pure) ----
 

@@ -27,13 +27,10 @@ import {
   decodePng,
   decodeVocColorMask,
   encodePng,
-  encodeTiffGrey,
-  type LabelMap,
   pngToRgb,
   readLabelMap,
   rleCountsFromString,
   vocPalette,
-  writeLabelMap,
 } from "../../src/data/labels.js";
 import {
   COCO_STUFF_171_LUT,
@@ -137,105 +134,6 @@ describe("benchmark registry", () => {
     const p = benchmarkPaths(BENCHMARKS.ade150, "/data");
     assert.equal(p.gtDir, "/data/ADEChallengeData2016/annotations_detectron2/validation");
     assert.equal(p.imageDir, "/data/ADEChallengeData2016/images/validation");
-  });
-});
-
-describe("PNG / TIFF codecs", () => {
-  it("round-trips 8-bit grey, 16-bit grey, palette and RGB PNGs; sharp agrees", async () => {
-    const w = 13;
-    const h = 7;
-    const g8 = Uint8Array.from({ length: w * h }, (_, i) => (i * 37) % 256);
-    const g16 = Uint16Array.from({ length: w * h }, (_, i) => (i * 4099) % 65536);
-    const rgb = Uint8Array.from({ length: w * h * 3 }, (_, i) => (i * 11) % 256);
-    const d8 = decodePng(encodePng({ width: w, height: h, channels: 1, data: g8 }));
-    assert.equal(d8.bitDepth, 8);
-    assert.deepEqual(d8.data, g8);
-    const d16 = decodePng(encodePng({ width: w, height: h, channels: 1, data: g16 }));
-    assert.equal(d16.bitDepth, 16);
-    assert.deepEqual(d16.data, g16);
-    const pal = vocPalette();
-    const idx = Uint8Array.from({ length: w * h }, (_, i) => [0, 1, 17, 255][i % 4]!);
-    const dp = decodePng(encodePng({ width: w, height: h, channels: 1, data: idx, palette: pal }));
-    assert.equal(dp.colorType, 3);
-    assert.deepEqual(dp.data, idx);
-    const d3 = decodePng(encodePng({ width: w, height: h, channels: 3, data: rgb }));
-    assert.deepEqual(d3.data, rgb);
-    // sharp reads our files the same way
-    const s8 = await sharp(encodePng({ width: w, height: h, channels: 1, data: g8 }))
-      .toColourspace("b-w")
-      .raw()
-      .toBuffer();
-    assert.deepEqual(new Uint8Array(s8), g8);
-    const sp = await sharp(encodePng({ width: w, height: h, channels: 1, data: idx, palette: pal }))
-      .raw()
-      .toBuffer();
-    assert.deepEqual(new Uint8Array(sp), pngToRgb(dp));
-  });
-
-  it("decodes Adam7-interlaced and sub-byte PNGs written by sharp/libpng", async () => {
-    const w = 19;
-    const h = 11;
-    const rgb = Uint8Array.from({ length: w * h * 3 }, (_, i) => (i * 7) % 256);
-    const inter = await sharp(Buffer.from(rgb), { raw: { width: w, height: h, channels: 3 } })
-      .png({ progressive: true })
-      .toBuffer();
-    const d = decodePng(inter);
-    assert.deepEqual(d.data, rgb);
-    // a 2-colour palette image from sharp is written with a sub-byte bit depth
-    const bw = Uint8Array.from({ length: w * h * 3 }, (_, i) => (Math.floor(i / 3) % 3 === 0 ? 255 : 0));
-    const pal = await sharp(Buffer.from(bw), { raw: { width: w, height: h, channels: 3 } })
-      .png({ palette: true, colours: 2, dither: 0 })
-      .toBuffer();
-    const dp = decodePng(pal);
-    assert.equal(dp.colorType, 3);
-    assert.ok(dp.bitDepth < 8, `bit depth ${dp.bitDepth}`);
-    assert.deepEqual(pngToRgb(dp), bw);
-  });
-
-  it("refuses corrupt PNGs with a reason", () => {
-    const good = encodePng({ width: 4, height: 4, channels: 1, data: new Uint8Array(16) });
-    const bad = Buffer.from(good);
-    bad[bad.length - 20]! ^= 0xff;
-    assert.throws(() => decodePng(bad), /CRC mismatch/);
-    assert.throws(() => decodePng(good.subarray(0, 40)), /truncated|IEND/);
-    assert.throws(() => decodePng(Buffer.from("not a png at all")), /bad signature/);
-  });
-
-  it("writes and reads 16-bit TIFF (65535 and 459 kept), 8-bit TIFF and PNG label maps atomically", async () => {
-    const dir = tmpDir("codec");
-    const w = 9;
-    const h = 5;
-    const u16: LabelMap = {
-      width: w,
-      height: h,
-      data: Uint16Array.from({ length: w * h }, (_, i) => [65535, 459, 846, 0, 300][i % 5]!),
-    };
-    await writeLabelMap(join(dir, "a.tif"), u16);
-    const back = await readLabelMap(join(dir, "a.tif"));
-    assert.ok(back.data instanceof Uint16Array);
-    assert.deepEqual(back, u16);
-    const meta = await sharp(join(dir, "a.tif")).metadata();
-    assert.equal(meta.depth, "ushort");
-    const u8: LabelMap = {
-      width: w,
-      height: h,
-      data: Uint8Array.from({ length: w * h }, (_, i) => (i * 29) % 256),
-    };
-    await writeLabelMap(join(dir, "b.tif"), u8);
-    assert.deepEqual(await readLabelMap(join(dir, "b.tif")), u8);
-    await writeLabelMap(join(dir, "c.png"), u8);
-    assert.deepEqual(await readLabelMap(join(dir, "c.png")), u8);
-    await writeLabelMap(join(dir, "d.png"), u16);
-    assert.deepEqual(await readLabelMap(join(dir, "d.png")), u16);
-    // a TIFF written by sharp/libtiff (LZW) reads back the same
-    const lzw = await sharp(u16.data, { raw: { width: w, height: h, channels: 1 } })
-      .toColourspace("grey16")
-      .tiff({ compression: "lzw" })
-      .toBuffer();
-    writeFileSync(join(dir, "e.tif"), lzw);
-    assert.deepEqual((await readLabelMap(join(dir, "e.tif"))).data, u16.data);
-    assert.deepEqual(encodeTiffGrey(u16).subarray(0, 4), Buffer.from([0x49, 0x49, 42, 0]));
-    await assert.rejects(readLabelMap(join(dir, "missing.png")), /missing\.png: cannot read \(ENOENT\)/);
   });
 });
 

@@ -2,10 +2,12 @@
 // strides and values with test/data/checkpoints/expected.json; also checks the ZIP reader and the
 // restricted unpickler directly.
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { crc32 } from "node:zlib";
 import {
   PickledTensor,
   PickleEOFError,
@@ -26,7 +28,7 @@ import {
   type StoredDType,
   type TensorRecord,
 } from "../../src/torch/io/records.js";
-import { crc32, readEntry, readZipArchive, storedEntryRange } from "../../src/torch/io/zip.js";
+import { readEntry, readZipArchive, storedEntryRange } from "../../src/torch/io/zip.js";
 
 function dataDir(): string {
   // dist/test/torch/<this>.js → <repo>/test/data/checkpoints
@@ -331,8 +333,25 @@ describe("zip reader", () => {
   });
 
   test("crc32", () => {
+    // The reader checks entries with Node's zlib.crc32: it must be the ZIP checksum (CRC-32/ISO-HDLC).
     assert.equal(crc32(Buffer.from("123456789")), 0xcbf43926);
     assert.equal(crc32(new Uint8Array(0)), 0);
+  });
+
+  test("readEntry refuses an entry whose bytes do not match its CRC-32", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dedos-crc-"));
+    try {
+      const file = join(dir, "sd.pt");
+      const bytes = readFileSync(path("sd.pt"));
+      const e = readZipArchive(path("sd.pt")).entries.get("sd/version")!;
+      bytes[e.dataOffset]! ^= 0x01;
+      writeFileSync(file, bytes);
+      const z = readZipArchive(file);
+      assert.throws(() => readEntry(z, "sd/version"), /sd\.pt: entry "sd\/version" fails its CRC-32 check/);
+      assert.equal(readEntry(z, "sd/data.pkl").length, 1344);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -321,8 +321,8 @@ function encodeBytes(args: readonly unknown[], ctx: Ctx): Buffer {
 /** Python 2 module names that Python 3's unpickler maps (fix_imports), for the allow-list only. */
 const PY2_MODULES: Record<string, string> = { __builtin__: "builtins", copy_reg: "copyreg" };
 
-// ---------------------------------------------------------------------------------------------------
-// The machine.
+// The machine: its state (input and position, stack, metastack, memo) and the reads and stack moves the
+// opcode handlers are made of.
 
 export interface UnpickleOptions {
   /** Name used in error messages (usually the file, or "file:entry"). */
@@ -344,445 +344,283 @@ export interface UnpickleResult {
   end: number;
 }
 
-/** Unpickles one object from `data` starting at `offset`. */
-export function unpickleAt(data: Uint8Array, offset: number, opts: UnpickleOptions = {}): UnpickleResult {
-  const source = opts.source ?? "pickle";
-  const ctx: Ctx = { source };
-  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const n = buf.length;
-  let pos = offset;
-  let stack: unknown[] = [];
-  const metastack: unknown[][] = [];
-  const memo = new Map<number, unknown>();
+/**
+ * The memo: pickles number their memo entries 0, 1, 2, … in order, so those live in an array; any other
+ * key (a pickler may use arbitrary ones) goes to a Map. `size` counts distinct keys, as MEMOIZE needs.
+ */
+class Memo {
+  private readonly dense: unknown[] = [];
+  private readonly sparse = new Map<number, unknown>();
 
-  const fail = (msg: string): never => {
-    throw new Error(`${source}: ${msg} (pickle byte ${pos})`);
-  };
-  const need = (k: number): void => {
-    if (k < 0 || pos + k > n) {
-      throw new PickleEOFError(
-        `${source}: pickle data ends unexpectedly at byte ${n} (wanted ${k} more bytes at ${pos}; truncated file?)`,
-      );
-    }
-  };
-  const take = (k: number): Buffer => {
-    need(k);
-    const out = buf.subarray(pos, pos + k);
-    pos += k;
-    return out;
-  };
-  const readLine = (): string => {
-    const nl = buf.indexOf(0x0a, pos);
-    if (nl < 0) {
-      throw new PickleEOFError(
-        `${source}: pickle data ends unexpectedly at byte ${n} (no newline after byte ${pos})`,
-      );
-    }
-    const s = buf.toString("latin1", pos, nl);
-    pos = nl + 1;
-    return s;
-  };
-  const u64 = (): number => {
-    const v = take(8).readBigUInt64LE(0);
-    if (v > BigInt(n)) need(Number.MAX_SAFE_INTEGER);
-    return Number(v);
-  };
-  const pop = (): unknown => {
-    if (stack.length === 0) fail("stack underflow");
-    return stack.pop();
-  };
-  const top = (): unknown => {
-    if (stack.length === 0) fail("stack underflow");
-    return stack[stack.length - 1];
-  };
-  const popMark = (): unknown[] => {
-    const items = stack;
-    const prev = metastack.pop();
-    if (!prev) fail("MARK expected");
-    stack = prev!;
-    return items;
-  };
-  const memoGet = (i: number): unknown => {
-    if (!memo.has(i)) fail(`memo key ${i} not found`);
-    return memo.get(i);
-  };
-  const intFromBytes = (b: Buffer): number | bigint => {
-    if (b.length === 0) return 0;
-    let v = 0n;
-    for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
-    if (b[b.length - 1]! & 0x80) v -= 1n << BigInt(8 * b.length);
-    return normInt(v);
-  };
-  const resolveGlobal = (module: string, name: string): unknown => {
-    const mod = PY2_MODULES[module] ?? module;
-    const key = `${mod}.${name}`;
-    const ctor = ALLOWED[key];
-    if (ctor) return new AllowedGlobal(mod, name, ctor);
-    if (mod === "torch" && Object.hasOwn(STORAGE_CLASSES, name)) {
-      const [dtype, size] = STORAGE_CLASSES[name]!;
-      return new TorchStorageType(name, dtype, size);
-    }
-    const torchScript = mod === "__torch__" || mod.startsWith("__torch__.");
-    if (opts.onUnknownGlobal === "error" && !(torchScript && opts.torchScriptClasses)) {
-      fail(`refusing pickled global ${key} (not on the allow-list of data constructors)`);
-    }
-    // Inert placeholder: records the name, is never imported and never called.
-    return new PickleGlobal(module, name);
-  };
-  const call = (fn: unknown, args: unknown, kwargs?: Map<unknown, unknown>): unknown => {
-    const list = args === undefined || args === null ? [] : args;
-    if (!Array.isArray(list)) fail(`call arguments must be a tuple, got ${describe(args)}`);
-    if (fn instanceof AllowedGlobal) return fn.build(list as unknown[], kwargs, ctx);
-    if (fn instanceof PickleGlobal) return new PickleObject(fn.module, fn.name, list as unknown[], kwargs);
-    if (fn instanceof TorchStorageType) return new PickleObject("torch", fn.name, list as unknown[], kwargs);
-    return fail(`cannot call ${describe(fn)}`);
-  };
-  const setItems = (target: unknown, items: unknown[]): void => {
-    if (items.length % 2 !== 0) fail("SETITEMS needs key/value pairs");
-    let m: Map<unknown, unknown>;
-    if (target instanceof Map) m = target;
-    else if (target instanceof PickleObject) {
-      target.dictItems ??= new Map();
-      m = target.dictItems;
-    } else {
-      fail(`cannot set items on ${describe(target)}`);
-      return;
-    }
-    for (let i = 0; i < items.length; i += 2) m.set(items[i], items[i + 1]);
-  };
-  const appendItems = (target: unknown, items: unknown[]): void => {
-    if (Array.isArray(target)) {
-      if (Object.isFrozen(target)) fail("cannot append to a tuple");
-      for (const x of items) target.push(x);
-    } else if (target instanceof PickleObject) {
-      target.listItems ??= [];
-      target.listItems.push(...items);
-    } else {
-      fail(`cannot append to ${describe(target)}`);
-    }
-  };
-  const tuple = (items: unknown[]): unknown[] => Object.freeze(items) as unknown[];
+  get size(): number {
+    return this.dense.length + this.sparse.size;
+  }
 
-  while (true) {
-    need(1);
-    const op = buf[pos++]!;
-    switch (op) {
-      case 0x80: // PROTO
-        take(1);
-        break;
-      case 0x95: // FRAME (framing is only a read-ahead hint)
-        take(8);
-        break;
-      case 0x2e: // STOP
-        return { value: pop(), end: pos };
-      case 0x28: // MARK
-        metastack.push(stack);
-        stack = [];
-        break;
-      case 0x30: // POP
-        if (stack.length === 0 && metastack.length > 0) popMark();
-        else pop();
-        break;
-      case 0x31: // POP_MARK
-        popMark();
-        break;
-      case 0x32: // DUP
-        stack.push(top());
-        break;
-      case 0x4e: // NONE
-        stack.push(null);
-        break;
-      case 0x88: // NEWTRUE
-        stack.push(true);
-        break;
-      case 0x89: // NEWFALSE
-        stack.push(false);
-        break;
-      case 0x4a: // BININT
-        stack.push(take(4).readInt32LE(0));
-        break;
-      case 0x4b: // BININT1
-        stack.push(take(1)[0]!);
-        break;
-      case 0x4d: // BININT2
-        stack.push(take(2).readUInt16LE(0));
-        break;
-      case 0x8a: // LONG1
-        stack.push(intFromBytes(take(take(1)[0]!)));
-        break;
-      case 0x8b: {
-        // LONG4
-        const len = take(4).readInt32LE(0);
-        if (len < 0) fail("negative LONG4 length");
-        stack.push(intFromBytes(take(len)));
-        break;
-      }
-      case 0x49: {
-        // INT (text); "I01"/"I00" are protocol 0's True/False
-        const s = readLine();
-        if (s === "01") stack.push(true);
-        else if (s === "00") stack.push(false);
-        else stack.push(parseIntText(s, fail));
-        break;
-      }
-      case 0x4c: // LONG (text, optional trailing L)
-        stack.push(parseIntText(readLine().replace(/L$/, ""), fail));
-        break;
-      case 0x47: // BINFLOAT (big-endian double)
-        stack.push(take(8).readDoubleBE(0));
-        break;
-      case 0x46: {
-        // FLOAT (text)
-        const s = readLine();
-        const v = Number(s);
-        if (Number.isNaN(v) && !/^[+-]?nan$/i.test(s.trim())) fail(`bad FLOAT ${JSON.stringify(s)}`);
-        stack.push(v);
-        break;
-      }
-      case 0x58: // BINUNICODE
-        stack.push(take(take(4).readUInt32LE(0)).toString("utf8"));
-        break;
-      case 0x8c: // SHORT_BINUNICODE
-        stack.push(take(take(1)[0]!).toString("utf8"));
-        break;
-      case 0x8d: // BINUNICODE8
-        stack.push(take(u64()).toString("utf8"));
-        break;
-      case 0x56: // UNICODE (raw-unicode-escape text)
-        stack.push(decodeRawUnicodeEscape(readLine()));
-        break;
-      case 0x54: {
-        // BINSTRING (Python 2 str; torch.load decodes these as UTF-8)
-        const len = take(4).readInt32LE(0);
-        if (len < 0) fail("negative BINSTRING length");
-        stack.push(take(len).toString("utf8"));
-        break;
-      }
-      case 0x55: // SHORT_BINSTRING
-        stack.push(take(take(1)[0]!).toString("utf8"));
-        break;
-      case 0x42: // BINBYTES
-        stack.push(Buffer.from(take(take(4).readUInt32LE(0))));
-        break;
-      case 0x43: // SHORT_BINBYTES
-        stack.push(Buffer.from(take(take(1)[0]!)));
-        break;
-      case 0x8e: // BINBYTES8
-      case 0x96: // BYTEARRAY8
-        stack.push(Buffer.from(take(u64())));
-        break;
-      case 0x7d: // EMPTY_DICT
-        stack.push(new Map());
-        break;
-      case 0x64: {
-        // DICT
-        const m = new Map<unknown, unknown>();
-        setItems(m, popMark());
-        stack.push(m);
-        break;
-      }
-      case 0x73: {
-        // SETITEM
-        const v = pop();
-        const k = pop();
-        setItems(top(), [k, v]);
-        break;
-      }
-      case 0x75: {
-        // SETITEMS
-        const items = popMark();
-        setItems(top(), items);
-        break;
-      }
-      case 0x5d: // EMPTY_LIST
-        stack.push([]);
-        break;
-      case 0x6c: {
-        // LIST (pop the mark before touching `stack`: popMark replaces it)
-        const items = popMark();
-        stack.push(items);
-        break;
-      }
-      case 0x61: {
-        // APPEND
-        const v = pop();
-        appendItems(top(), [v]);
-        break;
-      }
-      case 0x65: {
-        // APPENDS
-        const items = popMark();
-        appendItems(top(), items);
-        break;
-      }
-      case 0x29: // EMPTY_TUPLE
-        stack.push(tuple([]));
-        break;
-      case 0x74: {
-        // TUPLE
-        const items = popMark();
-        stack.push(tuple(items));
-        break;
-      }
-      case 0x85: // TUPLE1
-        stack.push(tuple([pop()]));
-        break;
-      case 0x86: {
-        // TUPLE2
-        const b = pop();
-        const a = pop();
-        stack.push(tuple([a, b]));
-        break;
-      }
-      case 0x87: {
-        // TUPLE3
-        const c = pop();
-        const b = pop();
-        const a = pop();
-        stack.push(tuple([a, b, c]));
-        break;
-      }
-      case 0x8f: // EMPTY_SET
-        stack.push(new Set());
-        break;
-      case 0x90: {
-        // ADDITEMS
-        const items = popMark();
-        const s = top();
-        if (!(s instanceof Set)) fail(`ADDITEMS on ${describe(s)}`);
-        for (const x of items) (s as Set<unknown>).add(x);
-        break;
-      }
-      case 0x91: {
-        // FROZENSET
-        const items = popMark();
-        stack.push(new Set(items));
-        break;
-      }
-      case 0x71: // BINPUT
-        memo.set(take(1)[0]!, top());
-        break;
-      case 0x72: // LONG_BINPUT
-        memo.set(take(4).readUInt32LE(0), top());
-        break;
-      case 0x70: // PUT
-        memo.set(parseIndex(readLine(), fail), top());
-        break;
-      case 0x94: // MEMOIZE
-        memo.set(memo.size, top());
-        break;
-      case 0x68: // BINGET
-        stack.push(memoGet(take(1)[0]!));
-        break;
-      case 0x6a: // LONG_BINGET
-        stack.push(memoGet(take(4).readUInt32LE(0)));
-        break;
-      case 0x67: // GET
-        stack.push(memoGet(parseIndex(readLine(), fail)));
-        break;
-      case 0x63: {
-        // GLOBAL "module\nname\n"
-        const module = readLine();
-        const name = readLine();
-        stack.push(resolveGlobal(module, name));
-        break;
-      }
-      case 0x93: {
-        // STACK_GLOBAL
-        const name = pop();
-        const module = pop();
-        if (typeof module !== "string" || typeof name !== "string") fail("STACK_GLOBAL needs two strings");
-        stack.push(resolveGlobal(module as string, name as string));
-        break;
-      }
-      case 0x52: {
-        // REDUCE
-        const args = pop();
-        const fn = pop();
-        stack.push(call(fn, args));
-        break;
-      }
-      case 0x81: {
-        // NEWOBJ: cls.__new__(cls, *args)
-        const args = pop();
-        const cls = pop();
-        stack.push(call(cls, args));
-        break;
-      }
-      case 0x92: {
-        // NEWOBJ_EX
-        const kwargs = pop();
-        const args = pop();
-        const cls = pop();
-        stack.push(call(cls, args, kwargs instanceof Map ? kwargs : undefined));
-        break;
-      }
-      case 0x69: {
-        // INST (protocol 0/1 instance): "module\nname\n" applied to the items above the mark
-        const module = readLine();
-        const name = readLine();
-        const args = popMark();
-        stack.push(call(resolveGlobal(module, name), args));
-        break;
-      }
-      case 0x6f: {
-        // OBJ (protocol 1 instance): class and arguments above the mark
-        const items = popMark();
-        if (items.length === 0) fail("OBJ without a class");
-        stack.push(call(items[0], items.slice(1)));
-        break;
-      }
-      case 0x62: {
-        // BUILD: store the state; nothing's __setstate__ is ever run.
-        const state = pop();
-        const obj = top();
-        if (obj instanceof PickleObject) obj.state = state;
-        else if (obj !== null && typeof obj === "object") buildState.set(obj, state);
-        else fail(`BUILD on ${describe(obj)}`);
-        break;
-      }
-      case 0x51: {
-        // BINPERSID
-        const pid = pop();
-        if (!opts.persistentLoad) fail("persistent id in a pickle that does not allow them");
-        stack.push(opts.persistentLoad!(pid));
-        break;
-      }
-      case 0x50: {
-        // PERSID
-        const pid = readLine();
-        if (!opts.persistentLoad) fail("persistent id in a pickle that does not allow them");
-        stack.push(opts.persistentLoad!(pid));
-        break;
-      }
-      default: {
-        pos--;
-        const ch = op >= 0x20 && op < 0x7f ? ` '${String.fromCharCode(op)}'` : "";
-        fail(`unsupported pickle opcode 0x${op.toString(16).padStart(2, "0")}${ch}`);
+  has(k: number): boolean {
+    return k < this.dense.length || this.sparse.has(k);
+  }
+
+  get(k: number): unknown {
+    return k < this.dense.length ? this.dense[k] : this.sparse.get(k);
+  }
+
+  set(k: number, v: unknown): void {
+    if (k < this.dense.length) this.dense[k] = v;
+    else if (k > this.dense.length) this.sparse.set(k, v);
+    else {
+      this.sparse.delete(k);
+      this.dense.push(v);
+      while (this.sparse.size > 0 && this.sparse.has(this.dense.length)) {
+        this.dense.push(this.sparse.get(this.dense.length));
+        this.sparse.delete(this.dense.length - 1);
       }
     }
   }
 }
 
-/** Unpickles the single object in `data`. */
-export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}): unknown {
-  return unpickleAt(data, 0, opts).value;
+class Machine {
+  readonly buf: Buffer;
+  readonly ctx: Ctx;
+  /** Offset of the next byte to read. */
+  pos: number;
+  /** The current stack; MARK saves it on the metastack and starts an empty one. */
+  stack: unknown[] = [];
+  readonly metastack: unknown[][] = [];
+  readonly memo = new Memo();
+  /** Set by STOP, with the unpickled value. */
+  stopped = false;
+  value: unknown = undefined;
+
+  constructor(
+    data: Uint8Array,
+    offset: number,
+    readonly opts: UnpickleOptions,
+  ) {
+    this.buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    this.ctx = { source: opts.source ?? "pickle" };
+    this.pos = offset;
+  }
+
+  /** An error naming the source and the current position. */
+  error(msg: string): Error {
+    return new Error(`${this.ctx.source}: ${msg} (pickle byte ${this.pos})`);
+  }
+
+  need(k: number): void {
+    const n = this.buf.length;
+    if (k < 0 || this.pos + k > n) {
+      throw new PickleEOFError(
+        `${this.ctx.source}: pickle data ends unexpectedly at byte ${n} (wanted ${k} more bytes at ${this.pos}; truncated file?)`,
+      );
+    }
+  }
+
+  skip(k: number): void {
+    this.need(k);
+    this.pos += k;
+  }
+
+  take(k: number): Buffer {
+    this.need(k);
+    const out = this.buf.subarray(this.pos, this.pos + k);
+    this.pos += k;
+    return out;
+  }
+
+  /** `k` bytes as UTF-8 text. */
+  utf8(k: number): string {
+    this.need(k);
+    const s = this.buf.toString("utf8", this.pos, this.pos + k);
+    this.pos += k;
+    return s;
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++]!;
+  }
+
+  u16(): number {
+    this.need(2);
+    const v = this.buf.readUInt16LE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+
+  i32(): number {
+    this.need(4);
+    const v = this.buf.readInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  /** A 64-bit length; one beyond the data is reported as the data ending early. */
+  u64(): number {
+    this.need(8);
+    const v = this.buf.readBigUInt64LE(this.pos);
+    this.pos += 8;
+    if (v > BigInt(this.buf.length)) this.need(Number.MAX_SAFE_INTEGER);
+    return Number(v);
+  }
+
+  f64be(): number {
+    this.need(8);
+    const v = this.buf.readDoubleBE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+
+  /** Text up to the next newline (latin-1), which is consumed. */
+  line(): string {
+    const nl = this.buf.indexOf(0x0a, this.pos);
+    if (nl < 0) {
+      throw new PickleEOFError(
+        `${this.ctx.source}: pickle data ends unexpectedly at byte ${this.buf.length} (no newline after byte ${this.pos})`,
+      );
+    }
+    const s = this.buf.toString("latin1", this.pos, nl);
+    this.pos = nl + 1;
+    return s;
+  }
+
+  /** Pushes on the current stack (looked up at the call, so `m.push(m.popMark())` is safe). */
+  push(v: unknown): void {
+    this.stack.push(v);
+  }
+
+  pop(): unknown {
+    if (this.stack.length === 0) throw this.error("stack underflow");
+    return this.stack.pop();
+  }
+
+  top(): unknown {
+    if (this.stack.length === 0) throw this.error("stack underflow");
+    return this.stack[this.stack.length - 1];
+  }
+
+  mark(): void {
+    this.metastack.push(this.stack);
+    this.stack = [];
+  }
+
+  /** The items pushed since the last MARK; the stack before that MARK becomes current again. */
+  popMark(): unknown[] {
+    const items = this.stack;
+    const prev = this.metastack.pop();
+    if (!prev) throw this.error("MARK expected");
+    this.stack = prev;
+    return items;
+  }
+
+  memoGet(i: number): unknown {
+    if (!this.memo.has(i)) throw this.error(`memo key ${i} not found`);
+    return this.memo.get(i);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// What the opcodes do with values: globals, calls, containers.
+
+function resolveGlobal(m: Machine, module: string, name: string): unknown {
+  const mod = PY2_MODULES[module] ?? module;
+  const key = `${mod}.${name}`;
+  const ctor = ALLOWED[key];
+  if (ctor) return new AllowedGlobal(mod, name, ctor);
+  if (mod === "torch" && Object.hasOwn(STORAGE_CLASSES, name)) {
+    const [dtype, size] = STORAGE_CLASSES[name]!;
+    return new TorchStorageType(name, dtype, size);
+  }
+  const torchScript = mod === "__torch__" || mod.startsWith("__torch__.");
+  if (m.opts.onUnknownGlobal === "error" && !(torchScript && m.opts.torchScriptClasses)) {
+    throw m.error(`refusing pickled global ${key} (not on the allow-list of data constructors)`);
+  }
+  // Inert placeholder: records the name, is never imported and never called.
+  return new PickleGlobal(module, name);
+}
+
+/** REDUCE/NEWOBJ/INST/OBJ: allow-listed constructors run (TypeScript); anything else becomes a record. */
+function call(m: Machine, fn: unknown, args: unknown, kwargs?: Map<unknown, unknown>): unknown {
+  const list = args === undefined || args === null ? [] : args;
+  if (!Array.isArray(list)) throw m.error(`call arguments must be a tuple, got ${describe(args)}`);
+  if (fn instanceof AllowedGlobal) return fn.build(list, kwargs, m.ctx);
+  if (fn instanceof PickleGlobal) return new PickleObject(fn.module, fn.name, list, kwargs);
+  if (fn instanceof TorchStorageType) return new PickleObject("torch", fn.name, list, kwargs);
+  throw m.error(`cannot call ${describe(fn)}`);
+}
+
+function setItems(m: Machine, target: unknown, items: unknown[]): void {
+  if (items.length % 2 !== 0) throw m.error("SETITEMS needs key/value pairs");
+  let d: Map<unknown, unknown>;
+  if (target instanceof Map) d = target;
+  else if (target instanceof PickleObject) {
+    target.dictItems ??= new Map();
+    d = target.dictItems;
+  } else throw m.error(`cannot set items on ${describe(target)}`);
+  for (let i = 0; i < items.length; i += 2) d.set(items[i], items[i + 1]);
+}
+
+function appendItems(m: Machine, target: unknown, items: unknown[]): void {
+  if (Array.isArray(target)) {
+    if (Object.isFrozen(target)) throw m.error("cannot append to a tuple");
+    for (const x of items) target.push(x);
+  } else if (target instanceof PickleObject) {
+    target.listItems ??= [];
+    target.listItems.push(...items);
+  } else throw m.error(`cannot append to ${describe(target)}`);
+}
+
+/** BUILD: stores the state; nothing's __setstate__ is ever run. */
+function build(m: Machine): void {
+  const state = m.pop();
+  const obj = m.top();
+  if (obj instanceof PickleObject) obj.state = state;
+  else if (obj !== null && typeof obj === "object") buildState.set(obj, state);
+  else throw m.error(`BUILD on ${describe(obj)}`);
+}
+
+function persistent(m: Machine, pid: unknown): void {
+  if (!m.opts.persistentLoad) throw m.error("persistent id in a pickle that does not allow them");
+  m.push(m.opts.persistentLoad(pid));
+}
+
+const tuple = (items: unknown[]): unknown[] => Object.freeze(items) as unknown[];
+
+function textFloat(m: Machine, s: string): number {
+  const v = Number(s);
+  if (Number.isNaN(v) && !/^[+-]?nan$/i.test(s.trim())) throw m.error(`bad FLOAT ${JSON.stringify(s)}`);
+  return v;
+}
+
+function textInt(m: Machine, s: string): number | bigint {
+  const t = s.trim();
+  if (!/^[+-]?\d+$/.test(t)) throw m.error(`bad integer literal ${JSON.stringify(s)}`);
+  return normInt(BigInt(t));
+}
+
+function textIndex(m: Machine, s: string): number {
+  const t = s.trim();
+  if (!/^\d+$/.test(t)) throw m.error(`bad memo index ${JSON.stringify(s)}`);
+  return Number(t);
+}
+
+/** Two's-complement little-endian integer (LONG1/LONG4). */
+function intFromBytes(b: Buffer): number | bigint {
+  if (b.length === 0) return 0;
+  let v = 0n;
+  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
+  if (b[b.length - 1]! & 0x80) v -= 1n << BigInt(8 * b.length);
+  return normInt(v);
 }
 
 function normInt(v: bigint): number | bigint {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-}
-
-function parseIntText(s: string, fail: (msg: string) => never): number | bigint {
-  const t = s.trim();
-  if (!/^[+-]?\d+$/.test(t)) fail(`bad integer literal ${JSON.stringify(s)}`);
-  return normInt(BigInt(t));
-}
-
-function parseIndex(s: string, fail: (msg: string) => never): number {
-  const t = s.trim();
-  if (!/^\d+$/.test(t)) fail(`bad memo index ${JSON.stringify(s)}`);
-  return Number(t);
 }
 
 function decodeRawUnicodeEscape(s: string): string {
@@ -791,4 +629,270 @@ function decodeRawUnicodeEscape(s: string): string {
     (_m, a: string | undefined, b: string | undefined) =>
       String.fromCodePoint(Number.parseInt((a ?? b)!, 16)),
   );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The opcode table. An opcode missing from it is refused.
+
+type Handler = (m: Machine) => void;
+
+const OPCODES: readonly (readonly [opcode: number, name: string, handler: Handler])[] = [
+  // Framing and control.
+  [0x80, "PROTO", (m) => m.skip(1)],
+  [0x95, "FRAME", (m) => m.skip(8)], // framing is only a read-ahead hint
+  [
+    0x2e,
+    "STOP",
+    (m) => {
+      m.value = m.pop();
+      m.stopped = true;
+    },
+  ],
+  [0x28, "MARK", (m) => m.mark()],
+  [0x30, "POP", (m) => (m.stack.length === 0 && m.metastack.length > 0 ? m.popMark() : m.pop())],
+  [0x31, "POP_MARK", (m) => m.popMark()],
+  [0x32, "DUP", (m) => m.push(m.top())],
+
+  // Scalars.
+  [0x4e, "NONE", (m) => m.push(null)],
+  [0x88, "NEWTRUE", (m) => m.push(true)],
+  [0x89, "NEWFALSE", (m) => m.push(false)],
+  [0x4a, "BININT", (m) => m.push(m.i32())],
+  [0x4b, "BININT1", (m) => m.push(m.u8())],
+  [0x4d, "BININT2", (m) => m.push(m.u16())],
+  [0x8a, "LONG1", (m) => m.push(intFromBytes(m.take(m.u8())))],
+  [
+    0x8b,
+    "LONG4",
+    (m) => {
+      const len = m.i32();
+      if (len < 0) throw m.error("negative LONG4 length");
+      m.push(intFromBytes(m.take(len)));
+    },
+  ],
+  [
+    0x49,
+    "INT", // text; "I01"/"I00" are protocol 0's True/False
+    (m) => {
+      const s = m.line();
+      m.push(s === "01" ? true : s === "00" ? false : textInt(m, s));
+    },
+  ],
+  [0x4c, "LONG", (m) => m.push(textInt(m, m.line().replace(/L$/, "")))], // text, optional trailing L
+  [0x47, "BINFLOAT", (m) => m.push(m.f64be())],
+  [0x46, "FLOAT", (m) => m.push(textFloat(m, m.line()))],
+
+  // Strings and bytes (Python 2 str, BINSTRING/SHORT_BINSTRING, is decoded as UTF-8 like torch.load does).
+  [0x58, "BINUNICODE", (m) => m.push(m.utf8(m.u32()))],
+  [0x8c, "SHORT_BINUNICODE", (m) => m.push(m.utf8(m.u8()))],
+  [0x8d, "BINUNICODE8", (m) => m.push(m.utf8(m.u64()))],
+  [0x56, "UNICODE", (m) => m.push(decodeRawUnicodeEscape(m.line()))], // raw-unicode-escape text
+  [
+    0x54,
+    "BINSTRING",
+    (m) => {
+      const len = m.i32();
+      if (len < 0) throw m.error("negative BINSTRING length");
+      m.push(m.utf8(len));
+    },
+  ],
+  [0x55, "SHORT_BINSTRING", (m) => m.push(m.utf8(m.u8()))],
+  [0x42, "BINBYTES", (m) => m.push(Buffer.from(m.take(m.u32())))],
+  [0x43, "SHORT_BINBYTES", (m) => m.push(Buffer.from(m.take(m.u8())))],
+  [0x8e, "BINBYTES8", (m) => m.push(Buffer.from(m.take(m.u64())))],
+  [0x96, "BYTEARRAY8", (m) => m.push(Buffer.from(m.take(m.u64())))],
+
+  // Dicts.
+  [0x7d, "EMPTY_DICT", (m) => m.push(new Map())],
+  [
+    0x64,
+    "DICT",
+    (m) => {
+      const d = new Map<unknown, unknown>();
+      setItems(m, d, m.popMark());
+      m.push(d);
+    },
+  ],
+  [
+    0x73,
+    "SETITEM",
+    (m) => {
+      const v = m.pop();
+      const k = m.pop();
+      setItems(m, m.top(), [k, v]);
+    },
+  ],
+  [
+    0x75,
+    "SETITEMS",
+    (m) => {
+      const items = m.popMark();
+      setItems(m, m.top(), items);
+    },
+  ],
+
+  // Lists and tuples.
+  [0x5d, "EMPTY_LIST", (m) => m.push([])],
+  [0x6c, "LIST", (m) => m.push(m.popMark())],
+  [
+    0x61,
+    "APPEND",
+    (m) => {
+      const v = m.pop();
+      appendItems(m, m.top(), [v]);
+    },
+  ],
+  [
+    0x65,
+    "APPENDS",
+    (m) => {
+      const items = m.popMark();
+      appendItems(m, m.top(), items);
+    },
+  ],
+  [0x29, "EMPTY_TUPLE", (m) => m.push(tuple([]))],
+  [0x74, "TUPLE", (m) => m.push(tuple(m.popMark()))],
+  [0x85, "TUPLE1", (m) => m.push(tuple([m.pop()]))],
+  [
+    0x86,
+    "TUPLE2",
+    (m) => {
+      const b = m.pop();
+      const a = m.pop();
+      m.push(tuple([a, b]));
+    },
+  ],
+  [
+    0x87,
+    "TUPLE3",
+    (m) => {
+      const c = m.pop();
+      const b = m.pop();
+      const a = m.pop();
+      m.push(tuple([a, b, c]));
+    },
+  ],
+
+  // Sets.
+  [0x8f, "EMPTY_SET", (m) => m.push(new Set())],
+  [
+    0x90,
+    "ADDITEMS",
+    (m) => {
+      const items = m.popMark();
+      const s = m.top();
+      if (!(s instanceof Set)) throw m.error(`ADDITEMS on ${describe(s)}`);
+      for (const x of items) s.add(x);
+    },
+  ],
+  [0x91, "FROZENSET", (m) => m.push(new Set(m.popMark()))],
+
+  // The memo.
+  [0x71, "BINPUT", (m) => m.memo.set(m.u8(), m.top())],
+  [0x72, "LONG_BINPUT", (m) => m.memo.set(m.u32(), m.top())],
+  [0x70, "PUT", (m) => m.memo.set(textIndex(m, m.line()), m.top())],
+  [0x94, "MEMOIZE", (m) => m.memo.set(m.memo.size, m.top())],
+  [0x68, "BINGET", (m) => m.push(m.memoGet(m.u8()))],
+  [0x6a, "LONG_BINGET", (m) => m.push(m.memoGet(m.u32()))],
+  [0x67, "GET", (m) => m.push(m.memoGet(textIndex(m, m.line())))],
+
+  // Globals and objects: only allow-listed data constructors run, everything else stays an inert record.
+  [
+    0x63,
+    "GLOBAL", // "module\nname\n"
+    (m) => {
+      const module = m.line();
+      const name = m.line();
+      m.push(resolveGlobal(m, module, name));
+    },
+  ],
+  [
+    0x93,
+    "STACK_GLOBAL",
+    (m) => {
+      const name = m.pop();
+      const module = m.pop();
+      if (typeof module !== "string" || typeof name !== "string")
+        throw m.error("STACK_GLOBAL needs two strings");
+      m.push(resolveGlobal(m, module, name));
+    },
+  ],
+  [
+    0x52,
+    "REDUCE",
+    (m) => {
+      const args = m.pop();
+      const fn = m.pop();
+      m.push(call(m, fn, args));
+    },
+  ],
+  [
+    0x81,
+    "NEWOBJ", // cls.__new__(cls, *args)
+    (m) => {
+      const args = m.pop();
+      const cls = m.pop();
+      m.push(call(m, cls, args));
+    },
+  ],
+  [
+    0x92,
+    "NEWOBJ_EX",
+    (m) => {
+      const kwargs = m.pop();
+      const args = m.pop();
+      const cls = m.pop();
+      m.push(call(m, cls, args, kwargs instanceof Map ? kwargs : undefined));
+    },
+  ],
+  [
+    0x69,
+    "INST", // protocol 0/1 instance: "module\nname\n" applied to the items above the mark
+    (m) => {
+      const module = m.line();
+      const name = m.line();
+      const args = m.popMark();
+      m.push(call(m, resolveGlobal(m, module, name), args));
+    },
+  ],
+  [
+    0x6f,
+    "OBJ", // protocol 1 instance: class and arguments above the mark
+    (m) => {
+      const items = m.popMark();
+      if (items.length === 0) throw m.error("OBJ without a class");
+      m.push(call(m, items[0], items.slice(1)));
+    },
+  ],
+  [0x62, "BUILD", build],
+  [0x51, "BINPERSID", (m) => persistent(m, m.pop())],
+  [0x50, "PERSID", (m) => persistent(m, m.line())],
+];
+
+/** OPCODES indexed by opcode byte. */
+const HANDLERS: (Handler | undefined)[] = Array.from({ length: 256 }, () => undefined);
+for (const [opcode, , handler] of OPCODES) HANDLERS[opcode] = handler;
+
+// ---------------------------------------------------------------------------------------------------
+// The driver.
+
+/** Unpickles one object from `data` starting at `offset`. */
+export function unpickleAt(data: Uint8Array, offset: number, opts: UnpickleOptions = {}): UnpickleResult {
+  const m = new Machine(data, offset, opts);
+  while (!m.stopped) {
+    const op = m.u8();
+    const handler = HANDLERS[op];
+    if (handler === undefined) {
+      m.pos--;
+      const ch = op >= 0x20 && op < 0x7f ? ` '${String.fromCharCode(op)}'` : "";
+      throw m.error(`unsupported pickle opcode 0x${op.toString(16).padStart(2, "0")}${ch}`);
+    }
+    handler(m);
+  }
+  return { value: m.value, end: m.pos };
+}
+
+/** Unpickles the single object in `data`. */
+export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}): unknown {
+  return unpickleAt(data, 0, opts).value;
 }

@@ -4,7 +4,7 @@
 // memory-mapped in place. Deflated entries can be read whole with `readEntry` (meant for small pickles
 // and code files). Errors name the file.
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { inflateRawSync } from "node:zlib";
+import { crc32, inflateRawSync } from "node:zlib";
 
 /** ZIP compression methods this reader knows. */
 export const ZIP_STORED = 0;
@@ -153,7 +153,7 @@ export function readZipArchive(file: string): ZipArchive {
       }
       const flags = cd.readUInt16LE(p + 8);
       const method = cd.readUInt16LE(p + 10);
-      const crc32 = cd.readUInt32LE(p + 16);
+      const crc = cd.readUInt32LE(p + 16);
       let compressedSize = cd.readUInt32LE(p + 20);
       let uncompressedSize = cd.readUInt32LE(p + 24);
       const nameLen = cd.readUInt16LE(p + 28);
@@ -193,7 +193,7 @@ export function readZipArchive(file: string): ZipArchive {
           method,
           compressedSize,
           uncompressedSize,
-          crc32,
+          crc32: crc,
           localHeaderOffset,
           dataOffset: -1,
         });
@@ -233,23 +233,6 @@ function getEntry(zip: ZipArchive, entry: ZipEntry | string): ZipEntry {
   const e = zip.entries.get(entry);
   if (!e) throw new Error(`${zip.file}: no entry "${entry}" in the archive`);
   return e;
-}
-
-let crcTable: Uint32Array | undefined;
-
-/** CRC-32 (ISO-HDLC, the ZIP checksum). */
-export function crc32(data: Uint8Array): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  let c = 0xffffffff;
-  for (let i = 0; i < data.length; i++) c = crcTable[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 /** Reads and (if deflated) inflates a whole entry, checking its size and CRC. For small entries only. */
