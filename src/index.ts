@@ -2,9 +2,9 @@
 // autograd, nn, checkpoint IO) is `dedos/torch`.
 //
 //   import { Segmenter } from "dedos";
-//   const seg = Segmenter.create({ config: "vitb_384", weights: "model_base.pth" });
+//   const seg = await Segmenter.create({ config: "vitb_384", weights: "model_base.pth" });
 //   const r = await seg.segment("street.jpg", "road; sidewalk; car, truck; sky");
-//   seg.dispose();
+//   await seg.dispose();
 
 // Segmentation
 export {

@@ -12,11 +12,13 @@ struct Slot {
   uint32_t gen = 1;
   int64_t reported = 0;
 };
-// A deque keeps references to existing slots valid while new ones are added during an op.
-std::deque<Slot> slots_;
-std::vector<uint32_t> free_;
-int64_t live_ = 0;
-int64_t reported_ = 0;
+// A deque keeps references to existing slots valid while new ones are added during an op. One table per
+// JavaScript thread (the main thread, each worker): a worker that owns a model (the Segmenter's) and the
+// main thread never share handles, and neither needs a lock.
+thread_local std::deque<Slot> slots_;
+thread_local std::vector<uint32_t> free_;
+thread_local int64_t live_ = 0;
+thread_local int64_t reported_ = 0;
 constexpr double kSlotSpan = 16777216.0;  // 2^24 slots; the generation occupies the bits above
 // Storage below this size is not reported to V8: each report is a V8 call and small tensors never drive
 // memory pressure.

@@ -1,24 +1,25 @@
-// The library face of segmentation: a segmenter built from a config and weights, `segment(image, classes)`.
-// It runs CAT-Seg (its released checkpoints) or DEDOS (weights trained with `dedos train`; with diffusion
-// conditioning it needs Stable Diffusion 2-base in diffusers layout too).
-
+// The library face of segmentation: `await Segmenter.create({ config, weights })`, then
+// `await seg.segment(image, classes)`. It runs CAT-Seg (its released checkpoints) or DEDOS (weights trained
+// with `dedos train`; with diffusion conditioning it needs Stable Diffusion 2-base in diffusers layout too).
+//
+// A created Segmenter owns a worker thread that owns the engine and the model: loading and segmenting never
+// block the caller's event loop. Calls on one Segmenter queue (one image at a time, in call order); each can
+// report progress and be cancelled with an AbortSignal (between sliding-window views). `fromModel` wraps a
+// model the caller already holds (training's evaluation) and runs in the caller's thread.
+import { Worker } from "node:worker_threads";
 import type { CatSegConfig } from "../catseg/config.js";
-import { segmentTensor, type WindowPreset } from "../catseg/inference.js";
+import type { WindowPreset } from "../catseg/inference.js";
 import type { CatSegModel } from "../catseg/model.js";
-import { ClipModel } from "../clip/model.js";
 import { parseClassList } from "../data/classes.js";
-import { type ImageInput, readImageRGB } from "../data/image-decode.js";
-import { imageToTensor } from "../data/image-tensor.js";
+import { type ImageInput, type RgbImage, readImageRGB } from "../data/image-decode.js";
 import type { DedosConfig } from "../dedos/config.js";
-import { DedosModel } from "../dedos/model.js";
-import { createModel } from "../models/factory.js";
-import { noGrad, tidy } from "../torch/index.js";
 import { type ClassShare, classShares } from "../viz/overlay.js";
+import type { ModelSpec, RawSegmentation, SegmentRequest, SegmentStage } from "./segment-core.js";
 
 export interface SegmenterOptions {
   /**
-   * Which model when no weights say so: "catseg" (default) or "dedos". A DEDOS weights file (written by
-   * `dedos train` / DedosModel.save) is recognised by its metadata and always gives DEDOS.
+   * Which model when the weights do not say so: "catseg" (default) or "dedos". A DEDOS weights file (written
+   * by `dedos train`) is recognised by its metadata and always gives DEDOS.
    */
   model?: "catseg" | "dedos";
   /**
@@ -27,8 +28,8 @@ export interface SegmenterOptions {
    */
   config?: string | CatSegConfig | DedosConfig;
   /**
-   * CAT-Seg checkpoint (`model_final.pth`) or DEDOS weights (`model_final.safetensors`), or "random" for
-   * random weights (they show the pipeline, they do not segment).
+   * CAT-Seg checkpoint (`model_base.pth`) or DEDOS weights (`model_final.safetensors`), or "random" for
+   * random weights (they show the pipeline, they do not segment). Required.
    */
   weights: string;
   /** Stable Diffusion 2-base in diffusers layout (DEDOS with `proxy.conditioning = diffusion`). */
@@ -37,8 +38,22 @@ export interface SegmenterOptions {
   device?: string;
   /** Sliding-window geometry: "catseg" (kernel 384, overlap 1/3, default) or "dedos" (512, 0.75). */
   window?: WindowPreset;
-  /** Seed of the random weights used when no checkpoint is given. */
+  /** Seed of random weights. */
   seed?: number;
+  /** Progress of loading (stage "loading"). */
+  onProgress?: (p: SegmentProgress) => void;
+}
+
+export interface SegmentProgress {
+  stage: SegmentStage;
+  /** Steps done of `total` in this stage (views for "view"). */
+  done: number;
+  total: number;
+  /** Estimated seconds left in this stage, when it can be estimated. */
+  etaSeconds?: number;
+  /** Which image of a batch (0-based), and how many. */
+  image?: number;
+  images?: number;
 }
 
 export interface SegmentCallOptions {
@@ -46,6 +61,10 @@ export interface SegmentCallOptions {
   scores?: boolean;
   /** Synonyms in a class name ("sofa, couch"): use the first (default, CAT-Seg) or average them. */
   synonyms?: "first" | "average";
+  /** Called as the work advances: text embedding, each sliding-window view, post-processing. */
+  onProgress?: (p: SegmentProgress) => void;
+  /** Cancels the call (between views); the promise rejects with an AbortError and memory is freed. */
+  signal?: AbortSignal;
 }
 
 export interface Segmentation {
@@ -61,92 +80,254 @@ export interface Segmentation {
   present: ClassShare[];
 }
 
+/** Where a Segmenter's work runs. */
+interface Backend {
+  run(rgb: RgbImage, req: SegmentRequest, o: RunOptions): Promise<RawSegmentation>;
+  close(): Promise<void>;
+}
+
+interface RunOptions {
+  progress: (stage: SegmentStage, done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+function abortError(signal: AbortSignal): Error {
+  const reason = signal.reason;
+  if (reason instanceof Error && reason.name === "AbortError") return reason;
+  const e = new Error("segment: cancelled");
+  e.name = "AbortError";
+  return e;
+}
+
+/** The worker thread (segmenter-worker.ts) that owns the engine and the model. */
+class WorkerBackend implements Backend {
+  private nextId = 1;
+  private readonly pending = new Map<
+    number,
+    { resolve: (r: RawSegmentation) => void; reject: (e: Error) => void; o: RunOptions }
+  >();
+  private constructor(
+    private readonly worker: Worker,
+    private readonly cancel: Int32Array,
+  ) {
+    worker.on("message", (m) => this.onMessage(m));
+    worker.on("error", (e) => this.failAll(e));
+    worker.on("exit", (code) => this.failAll(new Error(`segmenter worker exited (code ${code})`)));
+  }
+
+  static start(spec: ModelSpec, window: WindowPreset): Promise<{ backend: WorkerBackend; kind: string }> {
+    const cancel = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(new URL("./segmenter-worker.js", import.meta.url), {
+      workerData: { spec, window, cancel },
+    });
+    return new Promise((resolve, reject) => {
+      const first = (m: { type: string; kind?: string; name?: string; message?: string }) => {
+        worker.off("error", onError);
+        if (m.type === "ready") {
+          worker.unref(); // an idle segmenter does not keep the process alive
+          resolve({ backend: new WorkerBackend(worker, cancel), kind: m.kind! });
+        } else {
+          void worker.terminate();
+          reject(remoteError(m));
+        }
+      };
+      const onError = (e: Error) => {
+        worker.off("message", first);
+        reject(e);
+      };
+      worker.once("message", first);
+      worker.once("error", onError);
+    });
+  }
+
+  run(rgb: RgbImage, req: SegmentRequest, o: RunOptions): Promise<RawSegmentation> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, o });
+      this.worker.ref(); // work in flight keeps the process alive
+      if (o.signal) {
+        const stop = () => Atomics.store(this.cancel, 0, id);
+        if (o.signal.aborted) stop();
+        else o.signal.addEventListener("abort", stop, { once: true });
+      }
+      this.worker.postMessage({ type: "segment", id, rgb, request: req });
+    });
+  }
+
+  private onMessage(m: {
+    type: string;
+    id: number;
+    stage?: SegmentStage;
+    done?: number;
+    total?: number;
+    result?: RawSegmentation;
+    name?: string;
+    message?: string;
+  }): void {
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    if (m.type === "progress") {
+      p.o.progress(m.stage!, m.done!, m.total!);
+      return;
+    }
+    this.pending.delete(m.id);
+    if (this.pending.size === 0) this.worker.unref();
+    if (m.type === "result") p.resolve(m.result!);
+    else p.reject(m.name === "AbortError" && p.o.signal ? abortError(p.o.signal) : remoteError(m));
+  }
+
+  private failAll(e: Error): void {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  async close(): Promise<void> {
+    this.worker.postMessage({ type: "dispose" });
+    await this.worker.terminate();
+  }
+}
+
+function remoteError(m: { name?: string; message?: string }): Error {
+  const e = new Error(m.message ?? "segmenter worker failed");
+  if (m.name && m.name !== "Error") e.name = m.name;
+  return e;
+}
+
+/** A model the caller holds, run in the caller's thread (blocking; for training's evaluation). */
+class LocalBackend implements Backend {
+  constructor(
+    private readonly model: CatSegModel | import("../dedos/model.js").DedosModel,
+    private readonly device: string,
+    private readonly window: WindowPreset,
+  ) {}
+
+  async run(rgb: RgbImage, req: SegmentRequest, o: RunOptions): Promise<RawSegmentation> {
+    const { segmentRgb } = await import("./segment-core.js");
+    return segmentRgb(this.model, this.device, this.window, rgb, req, {
+      progress: o.progress,
+      checkCancelled: () => {
+        if (o.signal?.aborted) throw abortError(o.signal);
+      },
+    });
+  }
+
+  async close(): Promise<void> {}
+}
+
 /**
  * Open-vocabulary segmentation with CAT-Seg or DEDOS weights.
  * @example
- *   const seg = Segmenter.create({ config: "vitb_384", weights: "model_final.pth" });
+ *   const seg = await Segmenter.create({ config: "vitb_384", weights: "model_base.pth" });
  *   const r = await seg.segment("street.jpg", "road; sidewalk; car, truck; sky");
- *   seg.dispose();
+ *   await seg.dispose();
  * @example
- *   const dedos = Segmenter.create({ weights: "runs/dedos-b/model_final.safetensors", sd: "sd-2-base/" });
+ *   const dedos = await Segmenter.create({ weights: "runs/dedos-b/model_final.safetensors", sd: "sd-2-base/" });
  */
 export class Segmenter {
+  /** The tail of the queue: calls run one after another, in call order. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
   private constructor(
-    readonly model: CatSegModel | DedosModel,
+    private readonly backend: Backend,
+    /** "catseg" or "dedos". */
+    readonly kind: "catseg" | "dedos",
+    /** Whether the weights are random (asked for with `weights: "random"`). */
     readonly randomWeights: boolean,
-    readonly device: string,
-    readonly window: WindowPreset,
-    private readonly ownsModel: boolean,
   ) {}
 
-  static create(o: SegmenterOptions): Segmenter {
-    const device = o.device ?? "cpu";
-    const model = createModel({
-      arch: o.model,
+  /** Loads the model in a worker thread (the event loop keeps running meanwhile). */
+  static async create(o: SegmenterOptions): Promise<Segmenter> {
+    if (typeof o?.weights !== "string" || o.weights === "")
+      throw new Error(
+        'Segmenter.create: weights is required: a weights file (e.g. "model_base.pth"), or "random" for random weights that show the pipeline',
+      );
+    const spec: ModelSpec = {
+      model: o.model,
       config: o.config,
       weights: o.weights,
       sd: o.sd,
-      device,
+      device: o.device,
       seed: o.seed,
-    });
-    if (model instanceof ClipModel) {
-      model.dispose();
-      throw new Error(
-        `${o.weights}: OpenAI CLIP weights alone do not segment; use a CAT-Seg or DEDOS checkpoint`,
-      );
-    }
-    if (model instanceof DedosModel && model.needsDiffusionAtInference && !model.diffusionBranch) {
-      model.dispose();
-      throw new Error(
-        "this DEDOS model reads Stable Diffusion at inference (proxy.conditioning = diffusion): pass sd " +
-          "(--sd DIR), the stable-diffusion-2-base folder in diffusers layout",
-      );
-    }
-    return new Segmenter(model, o.weights === "random", device, o.window ?? "catseg", true);
+    };
+    o.onProgress?.({ stage: "loading", done: 0, total: 1 });
+    const { backend, kind } = await WorkerBackend.start(spec, o.window ?? "catseg");
+    o.onProgress?.({ stage: "loading", done: 1, total: 1 });
+    return new Segmenter(backend, kind as "catseg" | "dedos", o.weights === "random");
   }
 
-  /** A segmenter over a model you already hold (e.g. during training); `dispose` leaves the model alone. */
+  /** A segmenter over a model you already hold (e.g. during training), in this thread; `dispose` leaves it. */
   static fromModel(
-    model: CatSegModel | DedosModel,
+    model: CatSegModel | import("../dedos/model.js").DedosModel,
     o: { window?: WindowPreset; device?: string } = {},
   ): Segmenter {
-    return new Segmenter(model, false, o.device ?? "cpu", o.window ?? "catseg", false);
+    const kind = "diffusionBranch" in model ? "dedos" : "catseg";
+    return new Segmenter(new LocalBackend(model, o.device ?? "cpu", o.window ?? "catseg"), kind, false);
   }
 
-  /** Labels every pixel of `image` with one of `classes` (an array, or "a; b, synonym; c"). */
-  async segment(
+  /**
+   * Labels every pixel of `image` with one of `classes` (an array, or "a; b, synonym; c"). An array of images
+   * gives an array of results, in order.
+   */
+  segment(
     image: ImageInput,
     classes: readonly string[] | string,
+    o?: SegmentCallOptions,
+  ): Promise<Segmentation>;
+  segment(
+    images: readonly ImageInput[],
+    classes: readonly string[] | string,
+    o?: SegmentCallOptions,
+  ): Promise<Segmentation[]>;
+  async segment(
+    image: ImageInput | readonly ImageInput[],
+    classes: readonly string[] | string,
     o: SegmentCallOptions = {},
-  ): Promise<Segmentation> {
+  ): Promise<Segmentation | Segmentation[]> {
+    if (this.closed) throw new Error("segment: this Segmenter was disposed");
     const names = typeof classes === "string" ? parseClassList(classes) : [...classes];
     if (names.length === 0) throw new Error("segment: the class list is empty");
-    const rgb = await readImageRGB(image);
-    const out = noGrad(() =>
-      tidy(() => {
-        const text = this.model.textEmbeddings(names, { synonyms: o.synonyms }).to(this.device); // (T, P, E)
-        const img = imageToTensor(rgb, "uint8").to(this.device); // (1, 3, H, W) 0–255
-        const r = segmentTensor<unknown>(this.model, img, text, {
-          window: this.window,
-          output: o.scores ? "both" : "labels",
-        });
-        return { labels: r.labels!.to({ dtype: "int32", device: "cpu" }), scores: r.scores?.to("cpu") };
-      }),
-    );
-    const labels = Uint16Array.from(out.labels.intoTypedArray() as Int32Array);
-    const scores = out.scores ? (out.scores.intoTypedArray() as Float32Array) : undefined;
-    return {
-      width: rgb.width,
-      height: rgb.height,
-      classes: names,
-      labels,
-      scores,
-      present: classShares(labels, names),
-    };
+    const list = Array.isArray(image) ? (image as readonly ImageInput[]) : [image as ImageInput];
+    const run = this.queue.then(async () => {
+      const out: Segmentation[] = [];
+      for (const [i, img] of list.entries()) {
+        if (o.signal?.aborted) throw abortError(o.signal);
+        out.push(await this.segmentOne(img, names, o, i, list.length));
+      }
+      return out;
+    });
+    this.queue = run.catch(() => {}); // a failed call does not block the next
+    const results = await run;
+    return Array.isArray(image) ? results : results[0]!;
   }
 
-  /** Frees the model (and the Stable Diffusion folder it loaded), unless it was given by `fromModel`. */
-  dispose(): void {
-    if (this.ownsModel) this.model.dispose();
+  private async segmentOne(
+    image: ImageInput,
+    classes: string[],
+    o: SegmentCallOptions,
+    index: number,
+    count: number,
+  ): Promise<Segmentation> {
+    const rgb = await readImageRGB(image);
+    const t0 = performance.now();
+    const progress = (stage: SegmentStage, done: number, total: number) => {
+      const elapsed = (performance.now() - t0) / 1e3;
+      const etaSeconds = stage === "view" && done > 0 ? (elapsed / done) * (total - done) : undefined;
+      o.onProgress?.({ stage, done, total, etaSeconds, image: index, images: count });
+    };
+    const raw = await this.backend.run(
+      rgb,
+      { classes, scores: o.scores, synonyms: o.synonyms },
+      { progress, signal: o.signal },
+    );
+    return { ...raw, classes, present: classShares(raw.labels, classes) };
+  }
+
+  /** Frees the model and stops the worker (after the calls already queued); `fromModel` models stay. */
+  async dispose(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.queue;
+    await this.backend.close();
   }
 }

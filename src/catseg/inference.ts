@@ -70,6 +70,11 @@ export interface SegmentOptions {
   poolingSize?: [number, number];
   /** What to return (default "labels"; scores cost T·H·W floats). */
   output?: "labels" | "scores" | "both";
+  /**
+   * Called after each batch of views with (views done, views in all); throwing from it (cancellation) stops
+   * the run between views, and every tensor of the run is freed.
+   */
+  onView?: (done: number, total: number) => void;
 }
 
 export interface SegmentResult {
@@ -206,6 +211,7 @@ export function segmentTensor<Feat>(
             return cat(parts, 1);
           }),
         );
+        o.onView?.(Math.min(v0 + vb, V), V);
       }
       const logits = perViews.length === 1 ? perViews[0]! : cat(perViews, 0); // (views, T, h, w)
 

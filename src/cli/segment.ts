@@ -80,7 +80,7 @@ export async function segmentCommand(argv: string[]): Promise<number> {
         "      Bring real weights: --weights model_final.pth (CAT-Seg ViT-B/16; --config vitl_336 for ViT-L/14).",
     );
   }
-  const seg = Segmenter.create({
+  const seg = await Segmenter.create({
     config: values.config,
     weights: values.weights ?? "random",
     sd: values.sd,
@@ -123,7 +123,7 @@ export async function segmentCommand(argv: string[]): Promise<number> {
       }
     }
   } finally {
-    seg.dispose();
+    await seg.dispose();
   }
   console.log(`segmented ${positionals.length - failed}/${positionals.length} image(s) into ${outDir}`);
   return failed > 0 ? 1 : 0;

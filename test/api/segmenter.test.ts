@@ -10,9 +10,9 @@ const TINY = TINY_CATSEG;
 
 describe("Segmenter", () => {
   it("library: segment() returns labels, classes and scores whose argmax is the labels", async () => {
-    const seg = Segmenter.create({ config: TINY, weights: "random", seed: 3 });
+    const seg = await Segmenter.create({ config: TINY, weights: "random", seed: 3 });
     const r = await seg.segment("assets/voc/114_image.png", ["cat", "dog, puppy", "sofa"], { scores: true });
-    seg.dispose();
+    await seg.dispose();
     assert.equal(r.labels.length, r.width * r.height);
     assert.equal(r.scores!.length, 3 * r.width * r.height);
     const n = r.width * r.height;
@@ -24,24 +24,106 @@ describe("Segmenter", () => {
   });
 
   it("Segmenter: a file, its bytes and its decoded pixels give the same labels", async () => {
-    const seg = Segmenter.create({ config: TINY, weights: "random", seed: 3 });
+    const seg = await Segmenter.create({ config: TINY, weights: "random", seed: 3 });
     const file = "assets/coco/000000039769.png";
     const a = await seg.segment(file, "cat; sofa; remote");
     const b = await seg.segment(readFileSync(file), "cat; sofa; remote");
     const c = await seg.segment(await readImageRGB(file), "cat; sofa; remote");
-    seg.dispose();
+    await seg.dispose();
     assert.deepEqual([a.width, a.height], [640, 480]);
     assert.deepEqual(b.labels, a.labels);
     assert.deepEqual(c.labels, a.labels);
   });
 
-  it("weights are required: random weights only when asked for by name", () => {
-    assert.throws(
+  it("weights are required: random weights only when asked for by name", async () => {
+    await assert.rejects(
       () => Segmenter.create({ config: TINY } as unknown as Parameters<typeof Segmenter.create>[0]),
       /weights is required: a weights file .*"random" for random weights/,
     );
-    const seg = Segmenter.create({ config: TINY, weights: "random" });
+    const seg = await Segmenter.create({ config: TINY, weights: "random" });
     assert.equal(seg.randomWeights, true);
-    seg.dispose();
+    await seg.dispose();
+  });
+
+  it("does not block the event loop: a 10 ms timer keeps ticking during create and segment", async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    const t0 = performance.now();
+    const seg = await Segmenter.create({ config: TINY, weights: "random", seed: 4 });
+    const images = [
+      "assets/coco/000000039769.png",
+      "assets/images/astronaut.png",
+      "assets/images/coffee.png",
+    ];
+    const results = await seg.segment([...images, ...images], "person; sky; cup; cat");
+    const ms = performance.now() - t0;
+    clearInterval(timer);
+    await seg.dispose();
+    assert.equal(results.length, 6);
+    const expected = ms / 10;
+    assert.ok(ms > 300, `the run took only ${ms.toFixed(0)} ms: too short to measure`);
+    assert.ok(
+      ticks >= 0.8 * expected,
+      `${ticks} ticks in ${ms.toFixed(0)} ms (expected ≥ ${(0.8 * expected).toFixed(0)})`,
+    );
+  });
+
+  it("a batch returns results in order, equal to one call per image", async () => {
+    const seg = await Segmenter.create({ config: TINY, weights: "random", seed: 5 });
+    const files = ["assets/images/coffee.png", "assets/voc/1_image.png"];
+    const both = await seg.segment(files, ["cup", "table", "person"]);
+    const one = await seg.segment(files[1]!, ["cup", "table", "person"]);
+    // Concurrent calls on one Segmenter queue and each gets its own answer.
+    const [x, y] = await Promise.all([
+      seg.segment(files[0]!, ["cup", "table", "person"]),
+      seg.segment(files[1]!, ["cup", "table", "person"]),
+    ]);
+    await seg.dispose();
+    assert.deepEqual([both[0]!.width, both[1]!.width], [600, 513]);
+    assert.deepEqual(both[1]!.labels, one.labels);
+    assert.deepEqual(x.labels, both[0]!.labels);
+    assert.deepEqual(y.labels, both[1]!.labels);
+  });
+
+  it("progress events are monotonic per stage and end at their total", async () => {
+    const seg = await Segmenter.create({ config: TINY, weights: "random", seed: 6 });
+    const events: { stage: string; done: number; total: number; eta?: number }[] = [];
+    await seg.segment("assets/images/chelsea.png", "cat; wall", {
+      onProgress: (p) => events.push({ stage: p.stage, done: p.done, total: p.total, eta: p.etaSeconds }),
+    });
+    await seg.dispose();
+    const views = events.filter((e) => e.stage === "view");
+    assert.deepEqual(
+      views.map((e) => e.done),
+      [1, 2, 3, 4, 5],
+    ); // CAT-Seg's 2×2 windows + the global view, one view at a time
+    assert.ok(views.every((e) => e.total === 5 && e.eta !== undefined && e.eta >= 0));
+    assert.deepEqual(events[0], { stage: "text", done: 1, total: 1, eta: undefined });
+    assert.deepEqual(events.at(-1), { stage: "postprocess", done: 1, total: 1, eta: undefined });
+  });
+
+  it("an AbortSignal stops a multi-view run within one view; the Segmenter keeps working", async () => {
+    const seg = await Segmenter.create({ config: TINY, weights: "random", seed: 7 });
+    const ac = new AbortController();
+    let lastView = 0;
+    await assert.rejects(
+      seg.segment("assets/images/chelsea.png", "cat; wall", {
+        signal: ac.signal,
+        onProgress: (p) => {
+          if (p.stage !== "view") return;
+          lastView = p.done;
+          if (p.done === 1) ac.abort();
+        },
+      }),
+      (e: Error) => e.name === "AbortError",
+    );
+    assert.ok(lastView <= 2, `views after the abort: ${lastView - 1}`);
+    // An already aborted signal never starts; the next call still works (nothing cached was freed).
+    await assert.rejects(seg.segment("assets/images/chelsea.png", "cat", { signal: ac.signal }), {
+      name: "AbortError",
+    });
+    const r = await seg.segment("assets/images/chelsea.png", "cat; wall");
+    assert.equal(r.labels.length, r.width * r.height);
+    await seg.dispose();
   });
 });

@@ -268,12 +268,12 @@ describe("DEDOS weights and the Segmenter", () => {
     const file = join(tmp, "static.safetensors");
     saveModel(model, file);
     model.dispose();
-    const seg = Segmenter.create({ weights: file });
-    assert.ok(seg.model instanceof DedosModel);
+    const seg = await Segmenter.create({ weights: file });
+    assert.equal(seg.kind, "dedos");
     const r = await seg.segment("assets/images/chelsea.png", "cat; wall; floor");
     assert.equal(r.labels.length, r.width * r.height);
     assert.ok(r.labels.every((v) => v < 3));
-    seg.dispose();
+    await seg.dispose();
 
     const out = join(tmp, "seg");
     const cli = spawnSync(
@@ -299,6 +299,6 @@ describe("DEDOS weights and the Segmenter", () => {
     const m2 = new DedosModel(tinyDedosConfig(), { generator: new Generator(23) });
     saveModel(m2, diffusionFile);
     m2.dispose();
-    assert.throws(() => Segmenter.create({ weights: diffusionFile }), /Stable Diffusion at inference.*--sd/);
+    await assert.rejects(() => Segmenter.create({ weights: diffusionFile }), /Stable Diffusion at inference.*--sd/);
   });
 });

@@ -32,7 +32,7 @@ describe("evaluation over a prepared split", () => {
         data: mapAde150(raw.data as Uint8Array),
       });
     }
-    seg = Segmenter.create({ config: TINY, weights: "random", seed: 7 });
+    seg = await Segmenter.create({ config: TINY, weights: "random", seed: 7 });
   });
   after(() => seg.dispose());
 
