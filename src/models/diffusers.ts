@@ -109,7 +109,7 @@ export function resolveComponent(
 }
 
 /** A diffusers `tokenizer/` folder's JSON files (each optional), or null without the folder. */
-function readTokenizerFiles(dir: string): TokenizerFiles | null {
+export function readTokenizerFiles(dir: string): TokenizerFiles | null {
   if (!existsSync(dir)) return null;
   const read = (name: string): Record<string, unknown> | null => {
     const f = join(dir, name);
