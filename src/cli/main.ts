@@ -30,6 +30,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "check TypeScript modules against reference fixture directories",
     load: async () => (await import("./parity.js")).parityCommand,
   },
+  weights: {
+    summary: "list, fetch and verify real weights by name (cached)",
+    load: async () => (await import("./weights.js")).weightsCommand,
+  },
   doctor: {
     summary: "print versions, libtorch, BLAS, threads and CUDA (for bug reports)",
     load: async () => (await import("./doctor.js")).doctorCommand,
