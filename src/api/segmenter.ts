@@ -14,6 +14,7 @@ import { parseClassList } from "../data/classes.js";
 import { type ImageInput, type RgbImage, readImageRGB } from "../data/image-decode.js";
 import type { DedosConfig } from "../dedos/config.js";
 import { type ClassShare, classShares } from "../viz/overlay.js";
+import { configOfWeight, type FetchProgress, resolveWeights } from "../weights/index.js";
 import type { ModelSpec, RawSegmentation, SegmentRequest, SegmentStage } from "./segment-core.js";
 
 export interface SegmenterOptions {
@@ -28,11 +29,12 @@ export interface SegmenterOptions {
    */
   config?: string | CatSegConfig | DedosConfig;
   /**
-   * CAT-Seg checkpoint (`model_base.pth`) or DEDOS weights (`model_final.safetensors`), or "random" for
-   * random weights (they show the pipeline, they do not segment). Required.
+   * A registered weight name ("catseg-vitb", "catseg-vitl": fetched and cached on first use, see `dedos
+   * weights list`), a CAT-Seg checkpoint (`model_base.pth`) or DEDOS weights (`model_final.safetensors`), or
+   * "random" for random weights (they show the pipeline, they do not segment). Required.
    */
   weights: string;
-  /** Stable Diffusion 2-base in diffusers layout (DEDOS with `proxy.conditioning = diffusion`). */
+  /** Stable Diffusion 2-base in diffusers layout, or "sd2-base" (DEDOS with diffusion conditioning). */
   sd?: string;
   /** "cpu" (default) or "cuda[:N]". */
   device?: string;
@@ -40,12 +42,14 @@ export interface SegmenterOptions {
   window?: WindowPreset;
   /** Seed of random weights. */
   seed?: number;
-  /** Progress of loading (stage "loading"). */
+  /** Progress of fetching named weights (stage "download", bytes) and of loading (stage "loading"). */
   onProgress?: (p: SegmentProgress) => void;
+  /** Cancels a download of named weights. */
+  signal?: AbortSignal;
 }
 
 export interface SegmentProgress {
-  stage: SegmentStage;
+  stage: SegmentStage | "download";
   /** Steps done of `total` in this stage (views for "view"). */
   done: number;
   total: number;
@@ -242,11 +246,20 @@ export class Segmenter {
       throw new Error(
         'Segmenter.create: weights is required: a weights file (e.g. "model_base.pth"), or "random" for random weights that show the pipeline',
       );
+    // Registered names ("catseg-vitb", "sd2-base") are fetched into the cache first (progress: "download").
+    const download = (p: FetchProgress) =>
+      o.onProgress?.({
+        stage: "download",
+        done: p.bytesDone,
+        total: p.bytesTotal ?? p.bytesDone,
+        etaSeconds: p.etaSeconds,
+      });
+    const fetchOptions = { onProgress: download, signal: o.signal };
     const spec: ModelSpec = {
       model: o.model,
-      config: o.config,
-      weights: o.weights,
-      sd: o.sd,
+      config: o.config ?? configOfWeight(o.weights),
+      weights: o.weights === "random" ? "random" : await resolveWeights(o.weights, fetchOptions),
+      sd: o.sd === undefined ? undefined : await resolveWeights(o.sd, fetchOptions),
       device: o.device,
       seed: o.seed,
     };

@@ -13,6 +13,7 @@ import { imageToTensor } from "../data/image-tensor.js";
 import { createModel } from "../models/factory.js";
 import { assetPath } from "../util/assets.js";
 import { writeLabelPng, writeOverlay } from "../viz/overlay.js";
+import { weightsArg } from "./weight-args.js";
 
 const DEFAULT_IMAGE = assetPath("images", "chelsea.png");
 const DEFAULT_CLASSES = "cat; wall; floor; table; sky";
@@ -23,7 +24,8 @@ const HELP = `dedos demo — label every pixel of an image with CLIP (zero-shot,
 Options:
   --image PATH         image to label (default: ${DEFAULT_IMAGE}, a bundled sample)
   --classes "a; b, c"  class names separated by ";" (", " inside a class lists synonyms; the first is used)
-  --clip-weights FILE  OpenAI CLIP checkpoint (ViT-B-16.pt) or any safetensors/.pth with the same keys
+  --clip-weights NAME|FILE  clip-vitb16 (fetched into the cache on first use), an OpenAI CLIP checkpoint
+                       (ViT-B-16.pt) or any safetensors/.pth with the same keys
                        (default: ${DEFAULT_WEIGHTS} if present, else random weights)
   --out DIR            output folder (default: out/demo)
 
@@ -54,7 +56,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const outDir = resolve(values.out ?? "out/demo");
   mkdirSync(outDir, { recursive: true });
 
-  const weights = values["clip-weights"] ?? (existsSync(DEFAULT_WEIGHTS) ? DEFAULT_WEIGHTS : undefined);
+  const weights = await weightsArg(
+    values["clip-weights"] ?? (existsSync(DEFAULT_WEIGHTS) ? DEFAULT_WEIGHTS : undefined),
+  );
   const t0 = performance.now();
   if (weights) console.log(`loading CLIP weights from ${weights}`);
   else

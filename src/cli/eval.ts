@@ -3,13 +3,13 @@ import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Segmenter } from "../api/segmenter.js";
-import { parseModelKind } from "./options.js";
-import { BENCHMARK_NAMES, getBenchmark } from "../data/benchmarks.js";
-import { evaluateShard, listSplit } from "../eval/evaluate.js";
-import { writeEvalReport } from "../eval/report.js";
-import { ConfusionMatrix, computeMetrics, type MiouDefinition } from "../eval/semseg-metrics.js";
-import { dist, tensor } from "../torch/index.js";
+import { BENCHMARK_NAMES, type BenchmarkSpec, getBenchmark } from "../data/benchmarks.js";
+import { type BenchmarkEvaluation, evaluate, listSplit } from "../eval/evaluate.js";
+import type { MiouDefinition } from "../eval/semseg-metrics.js";
+import * as dist from "../torch/distributed.js";
 import { Progress } from "../util/progress.js";
+import { inProcessGroup, launchWorkers, parseLaunchFlags, shouldLaunch } from "./launch.js";
+import { parseModelKind } from "./options.js";
 
 const HELP = `dedos eval --dataset NAME --root DIR [options] — mIoU on a prepared benchmark
 
@@ -36,8 +36,10 @@ Example:
   dedos eval --dataset ade150 --root ~/datasets --weights model_final.pth --limit 50
 `;
 
-export async function evalCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
+type EvalValues = ReturnType<typeof parseEvalArgs>;
+
+function parseEvalArgs(argv: string[]) {
+  return parseArgs({
     args: argv,
     options: {
       help: { type: "boolean", short: "h" },
@@ -55,7 +57,22 @@ export async function evalCommand(argv: string[]): Promise<number> {
       device: { type: "string" },
       nproc: { type: "string" },
     },
-  });
+  }).values;
+}
+
+/** The checked arguments of one evaluation. */
+interface EvalRun {
+  values: EvalValues;
+  spec: BenchmarkSpec;
+  root: string;
+  limit: number | undefined;
+  miou: MiouDefinition;
+  window: "catseg" | "dedos";
+  outDir: string;
+}
+
+export async function evalCommand(argv: string[]): Promise<number> {
+  const values = parseEvalArgs(argv);
   if (values.help) {
     console.log(HELP);
     return 0;
@@ -76,89 +93,55 @@ export async function evalCommand(argv: string[]): Promise<number> {
   mkdirSync(outDir, { recursive: true });
 
   // --nproc N: this process becomes the launcher; each worker runs this command with the c10d environment.
-  const nproc = Number(values.nproc ?? 1);
-  if (!(Number.isInteger(nproc) && nproc >= 1)) throw new Error("--nproc must be a positive integer");
-  const isWorker = process.env.DEDOS_WORLD_SIZE !== undefined;
-  if (nproc > 1 && !isWorker) {
+  const launch = parseLaunchFlags(values);
+  if (shouldLaunch(launch)) {
     listSplit(spec, values.root); // fail here, once, if the folders are missing
-    const args = argv.filter(
-      (a, i) => a !== "--nproc" && argv[i - 1] !== "--nproc" && !a.startsWith("--nproc="),
-    );
-    await dist.spawnWorkers(process.argv[1]!, ["eval", ...args, "--out", outDir], { nproc });
+    await launchWorkers("eval", argv, launch, ["--out", outDir]);
     return 0;
   }
-  if (isWorker) dist.initProcessGroup();
-  const rank = isWorker ? dist.getRank() : 0;
-  const world = isWorker ? dist.getWorldSize() : 1;
+  const run: EvalRun = { values, spec, root: values.root, limit, miou, window, outDir };
+  return inProcessGroup(() => evalProcess(run));
+}
 
-  const total = Math.min(listSplit(spec, values.root).length, limit ?? Number.POSITIVE_INFINITY); // checks the folders first
+/** This process's part: its shard of the images, and on rank 0 the summary of the whole evaluation. */
+async function evalProcess(a: EvalRun): Promise<number> {
+  const { values, spec } = a;
+  const rank = dist.isInitialized() ? dist.getRank() : 0;
+  const world = dist.isInitialized() ? dist.getWorldSize() : 1;
+  const total = Math.min(listSplit(spec, a.root).length, a.limit ?? Number.POSITIVE_INFINITY); // checks the folders first
   if (!values.weights)
     console.log("NOTE: no --weights given — evaluating RANDOM weights (numbers are meaningless).");
-  const seg = Segmenter.create({
+  const seg = await Segmenter.create({
     config: values.config,
     weights: values.weights ?? "random",
     sd: values.sd,
     model: parseModelKind(values.model),
     device: values.device,
-    window,
+    window: a.window,
   });
   const progress = new Progress(
     total,
     world > 1 ? `eval ${spec.name} (rank ${rank}/${world})` : `eval ${spec.name}`,
   );
-  let shard: Awaited<ReturnType<typeof evaluateShard>>;
+  let r: BenchmarkEvaluation;
   try {
-    shard = await evaluateShard(seg, spec.name, values.root, {
-      limit,
-      rank,
-      worldSize: world,
-      predictionsDir: values["save-predictions"] ? join(outDir, "predictions") : undefined,
+    r = await evaluate(seg, spec.name, a.root, {
+      limit: a.limit,
+      predictionsDir: values["save-predictions"] ? join(a.outDir, "predictions") : undefined,
       onImage: (ok) => progress.tick(ok),
+      miou: a.miou,
+      reportDir: a.outDir,
+      weights: values.weights ?? "random",
     });
   } finally {
-    seg.dispose();
+    await seg.dispose();
   }
-  for (const f of shard.failed) console.error(`dedos eval: ${f.file}: ${f.error}`);
-  let conf = shard.conf;
-  let images = shard.images;
-  let failed = shard.failed.length;
-  if (world > 1) {
-    // Sum the shards' confusion matrices (int64: exact) and counts over the process group.
-    const counts = tensor(conf.toBigInt64Array(), undefined, { dtype: "int64" });
-    const tally = tensor(new BigInt64Array([BigInt(images), BigInt(failed)]), undefined, { dtype: "int64" });
-    dist.allReduce(counts, "sum");
-    dist.allReduce(tally, "sum");
-    conf = ConfusionMatrix.fromCounts(
-      conf.numClasses,
-      conf.ignoreLabel,
-      counts.intoTypedArray() as BigInt64Array,
-    );
-    [images, failed] = tally.toArray() as [number, number];
-    tally.dispose();
-    dist.destroyProcessGroup();
-    if (rank !== 0) return shard.failed.length > 0 ? 1 : 0;
-  }
-  const metrics = computeMetrics(conf, { miou });
-  const N = spec.numClasses;
-  const gtPixels = Array.from({ length: N }, (_, g) => {
-    let s = 0;
-    for (let p = 0; p <= N; p++) s += conf.get(p, g);
-    return s;
-  });
-  const names = spec.foldBackground
-    ? [...shard.classNames.slice(0, N - 1), "background"]
-    : shard.classNames.slice(0, N);
-  const files = writeEvalReport(outDir, {
-    benchmark: spec.name,
-    images,
-    weights: values.weights ?? "random",
-    metrics,
-    classNames: names,
-    gtPixels,
-  });
+  for (const f of r.failed) console.error(`dedos eval: ${f.file}: ${f.error}`);
+  if (r.rank !== 0) return r.failed.length > 0 ? 1 : 0;
+  const m = r.metrics;
   console.log(
-    `${spec.title}: ${images} image(s)${world > 1 ? ` over ${world} processes` : ""} — mIoU ${metrics.mIoU.toFixed(2)} (${miou}), fwIoU ${metrics.fwIoU.toFixed(2)}, mACC ${metrics.mACC.toFixed(2)}, pACC ${metrics.pACC.toFixed(2)}`,
+    `${spec.title}: ${r.images} image(s)${r.worldSize > 1 ? ` over ${r.worldSize} processes` : ""} — mIoU ${m.mIoU.toFixed(2)} (${a.miou}), fwIoU ${m.fwIoU.toFixed(2)}, mACC ${m.mACC.toFixed(2)}, pACC ${m.pACC.toFixed(2)}`,
   );
-  console.log(`wrote ${files.join(", ")}`);
-  return failed > 0 ? 1 : 0;
+  console.log(`wrote ${r.files.join(", ")}`);
+  return r.failedImages > 0 ? 1 : 0;
 }

@@ -7,7 +7,9 @@ import { parseClassList, readClassFile } from "../data/classes.js";
 import { readImageRGB } from "../data/image-decode.js";
 import { Progress } from "../util/progress.js";
 import { writeLabelPng, writeOverlay } from "../viz/overlay.js";
+import { configOfWeight } from "../weights/index.js";
 import { parseModelKind } from "./options.js";
+import { weightsArg } from "./weight-args.js";
 
 const HELP = `dedos segment <images...> — label every pixel with the classes you name
 
@@ -16,9 +18,10 @@ Classes:
   --classes-file FILE|NAME       a JSON array or a text file (one class per line), or a bundled
                                  benchmark list: ade150, ade847, pc59, pc459, voc20, voc20b, coco
 Model:
-  --weights FILE                 CAT-Seg checkpoint (model_final.pth), or DEDOS weights from dedos train
+  --weights NAME|FILE            catseg-vitb / catseg-vitl (fetched into the cache on first use; dedos weights
+                                 list), a CAT-Seg checkpoint (model_base.pth), or DEDOS weights from dedos train
                                  (model_final.safetensors; recognised by its metadata)
-  --sd DIR                       Stable Diffusion 2-base (diffusers layout): DEDOS reads it at inference
+  --sd DIR|sd2-base              Stable Diffusion 2-base (diffusers layout): DEDOS reads it at inference
   --model catseg|dedos           the architecture without weights (default catseg)
   --config NAME|FILE             vitb_384 (default), vitl_336, or a JSON config
   --window catseg|dedos          sliding window: 384 px / overlap 1/3 (default) or 512 px / 0.75
@@ -33,7 +36,7 @@ Real weights: CAT-Seg's released ViT-B/16 or ViT-L/14 model_final.pth (they cont
 DEDOS weights you trained (dedos train --help) together with --sd.
 
 Examples:
-  dedos segment street.jpg --classes "road; sidewalk; car, truck; person; sky" --weights model_final.pth
+  dedos segment street.jpg --classes "road; sidewalk; car, truck; person; sky" --weights catseg-vitb
   dedos segment photos/*.jpg --classes-file ade150 --weights model_final.pth --out labelled/
 `;
 
@@ -77,13 +80,13 @@ export async function segmentCommand(argv: string[]): Promise<number> {
   if (!values.weights) {
     console.log(
       "NOTE: no --weights given — the model uses RANDOM weights to show the pipeline; the labels are meaningless.\n" +
-        "      Bring real weights: --weights model_final.pth (CAT-Seg ViT-B/16; --config vitl_336 for ViT-L/14).",
+        "      Bring real weights: --weights catseg-vitb (fetched and cached on first use; catseg-vitl for ViT-L/14).",
     );
   }
   const seg = await Segmenter.create({
-    config: values.config,
-    weights: values.weights ?? "random",
-    sd: values.sd,
+    config: values.config ?? configOfWeight(values.weights),
+    weights: (await weightsArg(values.weights)) ?? "random",
+    sd: await weightsArg(values.sd),
     model: parseModelKind(values.model),
     device: values.device,
     window,

@@ -3,9 +3,10 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DEDOS_PRESET_NAMES, upgradeDedosConfig } from "../dedos/config.js";
-import { dist } from "../torch/index.js";
+import * as dist from "../torch/distributed.js";
 import { applyOverrides, type TrainConfig, trainPreset } from "../train/config.js";
 import { train } from "../train/trainer.js";
+import { inProcessGroup, launchWorkers, parseLaunchFlags, shouldLaunch } from "./launch.js";
 
 const HELP = `dedos train --data DIR --out DIR [options] — train DEDOS on a prepared dataset
 
@@ -40,8 +41,8 @@ Example:
   dedos train --data ~/datasets --out runs/dedos-b --sd ~/sd-2-base --clip ~/ViT-B-16.pt --nproc 2
 `;
 
-export async function trainCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
+function parseTrainArgs(argv: string[]) {
+  return parseArgs({
     args: argv,
     options: {
       help: { type: "boolean", short: "h" },
@@ -62,7 +63,11 @@ export async function trainCommand(argv: string[]): Promise<number> {
       "max-steps": { type: "string" },
       device: { type: "string" },
     },
-  });
+  }).values;
+}
+
+export async function trainCommand(argv: string[]): Promise<number> {
+  const values = parseTrainArgs(argv);
   if (values.help) {
     console.log(HELP);
     return 0;
@@ -72,54 +77,34 @@ export async function trainCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const config = loadConfig(values.config ?? "vitb_384", values.set ?? []);
-  const nproc = Number(values.nproc ?? 1);
-  if (!(Number.isInteger(nproc) && nproc >= 1)) throw new Error("--nproc must be a positive integer");
+  const launch = parseLaunchFlags(values);
   const maxSteps = values["max-steps"] === undefined ? undefined : Number(values["max-steps"]);
   if (maxSteps !== undefined && !(Number.isInteger(maxSteps) && maxSteps > 0))
     throw new Error("--max-steps must be a positive integer");
+  if (shouldLaunch(launch)) return launchWorkers("train", argv, launch);
 
-  const isWorker = process.env.DEDOS_WORLD_SIZE !== undefined;
-  const nnodes = Number(values.nnodes ?? 1);
-  if ((nproc > 1 || nnodes > 1) && !isWorker) {
-    const launcherFlags = ["--nproc", "--nnodes", "--node-rank", "--master-addr", "--master-port"];
-    const args = argv.filter(
-      (a, i) =>
-        !launcherFlags.includes(a) &&
-        !launcherFlags.includes(argv[i - 1] ?? "") &&
-        !launcherFlags.some((f) => a.startsWith(`${f}=`)),
-    );
-    const codes = await dist.spawnWorkers(process.argv[1]!, ["train", ...args], {
-      nproc,
-      nnodes,
-      nodeRank: Number(values["node-rank"] ?? 0),
-      addr: values["master-addr"],
-      port: values["master-port"] === undefined ? undefined : Number(values["master-port"]),
-    });
-    return codes.every((c) => c === 0) ? 0 : 1;
-  }
-  if (isWorker) dist.initProcessGroup();
-  try {
+  const data = values.data;
+  const out = values.out;
+  return inProcessGroup(async () => {
     if (!values.clip && !values.catseg && !values.weights && !values.resume)
       console.error("NOTE: no --clip, --catseg or --weights: training from RANDOM CLIP weights.");
     const r = await train({
       config,
-      out: resolve(values.out),
-      dataRoot: resolve(values.data),
+      out: resolve(out),
+      dataRoot: resolve(data),
       resume: values.resume,
       weights: { dedos: values.weights, catseg: values.catseg, clip: values.clip },
       diffusion: values.sd,
       stopAfter: maxSteps,
       device: values.device,
     });
-    if (!isWorker || dist.getRank() === 0)
+    if (!dist.isInitialized() || dist.getRank() === 0)
       console.log(
         `stopped at iteration ${r.iteration}/${config.solver.maxIter}; checkpoint ${r.checkpoint ?? "none"}; ` +
           `data idle ${(r.dataIdleShare * 100).toFixed(1)}%`,
       );
     return 0;
-  } finally {
-    if (isWorker) dist.destroyProcessGroup();
-  }
+  });
 }
 
 function loadConfig(name: string, overrides: readonly string[]): TrainConfig {

@@ -160,7 +160,7 @@ async function listCommand(json: boolean): Promise<number> {
 }
 
 /** One updating line on stderr: name, file, bytes, percentage, rate and ETA. */
-function progressLine(p: FetchProgress): string {
+export function progressLine(p: FetchProgress): string {
   const total = p.bytesTotal;
   const bytes =
     total === undefined

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { native as N } from "./native.js";
-import { cat, noGrad, type Tensor, tidy } from "./tensor.js";
+import { cat, noGrad, type Tensor, tensor, tidy } from "./tensor.js";
 
 /** Reductions for `allReduce`; "avg" is a sum followed by a division by the world size. */
 export type ReduceOp = "sum" | "avg" | "max" | "min" | "product";
@@ -135,6 +135,58 @@ export function allReduceGradients(params: Tensor[], opts: { average?: boolean }
 export function broadcastParameters(params: Tensor[], root = 0): void {
   noGrad(() => {
     for (const p of params) broadcast(p, root);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Collectives on plain values (numbers, counts, strings); outside a process group (or in a group of one)
+// they return this process's values.
+
+/** Whether collectives reach other processes: a process group of more than one rank is initialised. */
+export function isDistributed(): boolean {
+  return isInitialized() && getWorldSize() > 1;
+}
+
+/** A float64 tensor of `values` (exact for bytes, lengths and counts below 2⁵³). */
+export function tensorFromNumbers(values: readonly number[]): Tensor {
+  return tensor(Float64Array.from(values), [values.length]);
+}
+
+/** `values` reduced element-wise over the process group (float64): every rank gets the result. */
+export function allReduceNumbers(values: readonly number[], op: ReduceOp = "sum"): number[] {
+  if (!isDistributed()) return [...values];
+  return tidy(() => Array.from(allReduce(tensorFromNumbers(values), op).toTypedArray() as Float64Array));
+}
+
+/** Integer counts reduced element-wise over the process group in int64 (exact): every rank gets the result. */
+export function allReduceCounts(values: BigInt64Array, op: ReduceOp = "sum"): BigInt64Array {
+  if (!isDistributed()) return values.slice();
+  const t = tensor(values, undefined, { dtype: "int64" });
+  allReduce(t, op);
+  return t.intoTypedArray() as BigInt64Array;
+}
+
+/** Every rank's string, in rank order (e.g. per-rank RNG states). */
+export function gatherStrings(mine: string): string[] {
+  if (!isDistributed()) return [mine];
+  // Fixed-size all-reduce: each rank writes its bytes into its own slot.
+  const world = getWorldSize();
+  const rank = getRank();
+  const bytes = Buffer.from(mine, "utf8");
+  const len = tidy(() => allReduce(tensorFromNumbers([bytes.length]), "max").item());
+  return tidy(() => {
+    const buf = new Float64Array(world * (len + 1));
+    buf[rank * (len + 1)] = bytes.length;
+    for (let i = 0; i < bytes.length; i++) buf[rank * (len + 1) + 1 + i] = bytes[i]!;
+    const all = allReduce(tensorFromNumbers(Array.from(buf)), "sum").toTypedArray() as Float64Array;
+    const out: string[] = [];
+    for (let r = 0; r < world; r++) {
+      const n = all[r * (len + 1)]!;
+      out.push(
+        Buffer.from(Array.from(all.subarray(r * (len + 1) + 1, r * (len + 1) + 1 + n))).toString("utf8"),
+      );
+    }
+    return out;
   });
 }
 

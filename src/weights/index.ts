@@ -32,4 +32,4 @@ export {
   type WeightFile,
   weightNames,
 } from "./registry.js";
-export { isWeightName, resolveWeights } from "./resolve.js";
+export { configOfWeight, isWeightName, resolveWeights } from "./resolve.js";

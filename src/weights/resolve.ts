@@ -25,3 +25,9 @@ export async function resolveWeights(nameOrPath: string, o: FetchOptions = {}): 
       `(registered: ${weightNames().join(", ")}; see dedos weights list)`,
   );
 }
+
+/** The model config a registered weight goes with (e.g. "vitb_384" for catseg-vitb); undefined for a path. */
+export function configOfWeight(nameOrPath: string | undefined): string | undefined {
+  if (!nameOrPath || existsSync(nameOrPath) || !isWeightName(nameOrPath)) return undefined;
+  return findWeight(nameOrPath)?.config;
+}

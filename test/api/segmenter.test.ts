@@ -1,9 +1,16 @@
 // The library face (src/api/segmenter.ts): what a user of `Segmenter` gets, on a tiny random CAT-Seg.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Segmenter } from "../../src/api/segmenter.js";
+import { catsegStateDict } from "../../src/catseg/weights.js";
 import { readImageRGB } from "../../src/data/image-decode.js";
+import { createModel } from "../../src/models/factory.js";
+import { saveSafetensors } from "../../src/torch/io/load.js";
+import { tempDir } from "../temp-dir.js";
 import { TINY_CATSEG } from "../tiny-models.js";
 
 const TINY = TINY_CATSEG;
@@ -125,5 +132,58 @@ describe("Segmenter", () => {
     const r = await seg.segment("assets/images/chelsea.png", "cat; wall");
     assert.equal(r.labels.length, r.width * r.height);
     await seg.dispose();
+  });
+
+  it("weights by name: a registered weight is fetched into the cache once, with download progress", async () => {
+    // A private registry entry (DEDOS_REGISTRY_EXTRA) served by a local HTTP server.
+    const dir = tempDir("dedos-api-weights-");
+    const model = createModel({ arch: "catseg", config: TINY, weights: "random", seed: 8 });
+    const file = join(dir, "tiny.safetensors");
+    saveSafetensors(file, catsegStateDict(model));
+    model.dispose();
+    const bytes = readFileSync(file);
+    let requests = 0;
+    const server = createServer((_, res) => {
+      requests++;
+      res.writeHead(200, { "content-length": bytes.length });
+      res.end(bytes);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/tiny.safetensors`;
+    const registry = join(dir, "registry.json");
+    writeFileSync(
+      registry,
+      JSON.stringify({ "tiny-catseg": { url, size: bytes.length, config: "vitb_384", licence: "test" } }),
+    );
+    const env = {
+      DEDOS_REGISTRY_EXTRA: process.env.DEDOS_REGISTRY_EXTRA,
+      DEDOS_CACHE: process.env.DEDOS_CACHE,
+    };
+    process.env.DEDOS_REGISTRY_EXTRA = registry;
+    process.env.DEDOS_CACHE = join(dir, "cache");
+    try {
+      const stages: string[] = [];
+      const seg = await Segmenter.create({
+        weights: "tiny-catseg",
+        config: TINY,
+        onProgress: (p) => stages.push(`${p.stage}:${p.done}/${p.total}`),
+      });
+      const r = await seg.segment("assets/images/chelsea.png", "cat; wall");
+      await seg.dispose();
+      assert.equal(r.labels.length, r.width * r.height);
+      assert.ok(stages.includes(`download:${bytes.length}/${bytes.length}`), stages.join(" "));
+      assert.deepEqual(stages.slice(-2), ["loading:0/1", "loading:1/1"]);
+      assert.ok(existsSync(join(dir, "cache", "tiny-catseg", "tiny.safetensors")));
+      // Cached: a second Segmenter does not download again.
+      const again = await Segmenter.create({ weights: "tiny-catseg", config: TINY });
+      await again.dispose();
+      assert.equal(requests, 1);
+    } finally {
+      for (const [k, v] of Object.entries(env)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      server.close();
+    }
   });
 });
