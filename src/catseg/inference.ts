@@ -71,6 +71,11 @@ export interface SegmentOptions {
   /** What to return (default "labels"; scores cost T·H·W floats). */
   output?: "labels" | "scores" | "both";
   /**
+   * Memory for the final resize when only labels are asked for (default 256 MB): a large image is resized
+   * in bands of rows that fit it, so peak memory does not grow with classes × H × W.
+   */
+  postprocessBytes?: number;
+  /**
    * Called after each batch of views with (views done, views in all); throwing from it (cancellation) stops
    * the run between views, and every tensor of the run is freed.
    */
@@ -150,6 +155,96 @@ export function windowGrid(
   return { kernel, stride, perSide: (outRes - kernel) / stride + 1 };
 }
 
+/** Default memory for the final resize of a large image, labels only (`postprocessBytes`). */
+const DEFAULT_POSTPROCESS_BYTES = 256 * 1024 * 1024;
+
+/** Rows per band so that a band's temporaries (about four (n, rows, W) float maps) fit `bytes`. */
+function bandRows(H: number, W: number, n: number, bytes: number): number {
+  return Math.max(1, Math.min(H, Math.floor(bytes / (16 * n * W))));
+}
+
+/** The argmax over the classes seen so far: the best score and its class, per pixel. */
+interface RunningArgmax {
+  max: Tensor;
+  index: Tensor; // int64
+}
+
+/** Folds a chunk's scores (n, h, w) of classes t0… into the running argmax (earlier classes win ties). */
+function runningArgmax(prev: RunningArgmax | null, scores: Tensor, t0: number): RunningArgmax {
+  const next = tidy(() => {
+    // One pass for both (libtorch's argmax over a leading dim is ~8× slower than amax; max(dim) ~4×).
+    const [m, i] = scores.maxDim(0); // the first max within the chunk
+    const a = i.add(t0);
+    if (!prev) return { max: m, index: a };
+    const better = m.gt(prev.max); // strictly greater: earlier chunks win ties, as a global argmax
+    return { max: where(better, m, prev.max), index: where(better, a, prev.index) };
+  });
+  if (prev) dispose([prev.max, prev.index]);
+  return next;
+}
+
+/**
+ * Rows y0 … y0+b−1 of the bilinear resize (align_corners=False) of maps (1, n, R, R) to (H, W): the vertical
+ * pass by hand (torch's float32 source index and weights for those rows), the horizontal by `resizeMaps`.
+ * Equal to the rows of the whole resize up to float rounding.
+ */
+function resizeBand(x: Tensor, H: number, W: number, y0: number, b: number): Tensor {
+  return tidy(() => {
+    const R = x.size(2);
+    const scale = Math.fround(R / H);
+    const i0 = new Int32Array(b);
+    const i1 = new Int32Array(b);
+    const w0 = new Float32Array(b);
+    const w1 = new Float32Array(b);
+    for (let j = 0; j < b; j++) {
+      const src = Math.max(0, Math.fround(Math.fround(scale * (y0 + j + 0.5)) - 0.5));
+      const lo = Math.floor(src);
+      i0[j] = lo;
+      i1[j] = lo + (lo < R - 1 ? 1 : 0);
+      w1[j] = Math.fround(src - lo);
+      w0[j] = Math.fround(1 - w1[j]!);
+    }
+    const pick = (idx: Int32Array, w: Float32Array) =>
+      x.indexSelect(2, tensor(idx, [b]).long()).mul(tensor(w, [1, 1, b, 1]));
+    return resizeMaps(pick(i0, w0).add(pick(i1, w1)), [b, W]); // (1, n, b, W)
+  });
+}
+
+/** The label map (H, W) of a large image, band by band of `rows` rows, every class chunk per band. */
+function bandedLabels(
+  squareMaps: (t0: number, n: number) => Tensor,
+  T: number,
+  chunk: number,
+  H: number,
+  W: number,
+  rows: number,
+): Tensor {
+  const squares: Tensor[] = [];
+  for (let t0 = 0; t0 < T; t0 += chunk) squares.push(squareMaps(t0, Math.min(chunk, T - t0)).keep());
+  try {
+    const bands: Tensor[] = [];
+    for (let y0 = 0; y0 < H; y0 += rows) {
+      const b = Math.min(rows, H - y0);
+      bands.push(
+        tidy(() => {
+          let best: RunningArgmax | null = null;
+          squares.forEach((sq, c) => {
+            const scores = resizeBand(sq, H, W, y0, b).squeeze(0); // (n, b, W)
+            best = runningArgmax(best, scores, c * chunk);
+            scores.dispose();
+          });
+          const r = best as unknown as RunningArgmax;
+          r.max.dispose();
+          return r.index;
+        }),
+      );
+    }
+    return bands.length === 1 ? bands[0]! : cat(bands, 0);
+  } finally {
+    dispose(squares);
+  }
+}
+
 /**
  * Segments one image: `image` (1, 3, H, W) on the 0–255 scale (uint8 for the reference's exact resize, see
  * {@link testTimeResize}), `textEmbeds` (T, P, E) → scores (T, H, W)
@@ -215,43 +310,36 @@ export function segmentTensor<Feat>(
       }
       const logits = perViews.length === 1 ? perViews[0]! : cat(perViews, 0); // (views, T, h, w)
 
-      // 4. Post-processing per class chunk.
+      // 4. Post-processing per class chunk: the (n, R, R) average of windows and global view, then the
+      //    resize to the image. A large image asking for labels only is resized in bands of rows, so that
+      //    memory stays bounded by `postprocessBytes`, not by classes × H × W.
       const count = F.fold(F.unfold(ones([1, 1, R, R]), k, { stride }), [R, R], k, { stride }); // (1, 1, R, R)
-      const scoreParts: Tensor[] = [];
-      let best: Tensor | null = null; // (H, W) running max
-      let bestIdx: Tensor | null = null; // (H, W) int64
-      for (let t0 = 0; t0 < T; t0 += chunk) {
-        const n = Math.min(chunk, T - t0);
-        const scores = tidy(() => {
+      const squareMaps = (t0: number, n: number): Tensor =>
+        tidy(() => {
           const maps = resizeMaps(logits.narrow(1, t0, n), [k, k]);
           const up = probabilities ? maps : maps.sigmoid(); // (views, n, k, k)
           const cols = up.narrow(0, 0, L).flatten(1).transpose(0, 1).unsqueeze(0); // (1, n·k·k, L)
-          let out = F.fold(cols, [R, R], k, { stride }).div(count); // (1, n, R, R)
-          if (useGlobal) {
-            const glob = resizeMaps(up.narrow(0, L, 1), [R, R]);
-            out = out.add(glob).div(2);
-          }
-          // sem_seg_postprocess: crop to the (whole) input size, bilinear to the original image size.
-          return resizeMaps(out, [H, W]).squeeze(0); // (n, H, W)
+          const out = F.fold(cols, [R, R], k, { stride }).div(count); // (1, n, R, R)
+          return useGlobal ? out.add(resizeMaps(up.narrow(0, L, 1), [R, R])).div(2) : out;
         });
+      const rows = bandRows(H, W, chunk, o.postprocessBytes ?? DEFAULT_POSTPROCESS_BYTES);
+      if (output === "labels" && rows < H)
+        return { windows, labels: bandedLabels(squareMaps, T, chunk, H, W, rows) };
+      const scoreParts: Tensor[] = [];
+      let best: RunningArgmax | null = null;
+      for (let t0 = 0; t0 < T; t0 += chunk) {
+        const n = Math.min(chunk, T - t0);
+        // sem_seg_postprocess: crop to the (whole) input size, bilinear to the original image size.
+        const scores = tidy(() => resizeMaps(squareMaps(t0, n), [H, W]).squeeze(0)); // (n, H, W)
         if (output !== "labels") scoreParts.push(scores);
-        if (output !== "scores") {
-          const next = tidy(() => {
-            // One pass for both (libtorch's argmax over a leading dim is ~8× slower than amax; max(dim) ~4×).
-            const [m, i] = scores.maxDim(0); // (H, W) each; the first max within the chunk
-            const a = i.add(t0);
-            if (!best || !bestIdx) return { m, a };
-            const better = m.gt(best); // strictly greater: earlier chunks win ties, as a global argmax
-            return { m: where(better, m, best), a: where(better, a, bestIdx) };
-          });
-          dispose([best, bestIdx]);
-          best = next.m;
-          bestIdx = next.a;
-        }
+        if (output !== "scores") best = runningArgmax(best, scores, t0);
         if (output === "labels") scores.dispose();
       }
       const result: SegmentResult = { windows };
-      if (output !== "scores") result.labels = bestIdx!;
+      if (output !== "scores") {
+        result.labels = best!.index;
+        best!.max.dispose();
+      }
       if (output !== "labels") result.scores = scoreParts.length === 1 ? scoreParts[0]! : cat(scoreParts, 0);
       return result;
     }),

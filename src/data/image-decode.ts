@@ -41,9 +41,30 @@ export async function readImageFile(file: string): Promise<RgbImage> {
   return decode(bytes, file);
 }
 
+/**
+ * The most pixels an image may have (default 100 million, e.g. 12000×8000; `DEDOS_MAX_IMAGE_PIXELS`): a
+ * decompression bomb (a 747 KB PNG declaring 16000×16000) is refused from its header, before decoding.
+ */
+export function maxImagePixels(): number {
+  const v = Number(process.env.DEDOS_MAX_IMAGE_PIXELS);
+  return Number.isFinite(v) && v > 0 ? v : 100_000_000;
+}
+
 async function decode(input: string | Buffer, what: string): Promise<RgbImage> {
+  const limit = maxImagePixels();
+  let size: { width?: number; height?: number };
   try {
-    const { data, info } = await sharp(input)
+    size = await sharp(input, { limitInputPixels: false }).metadata(); // the header only
+  } catch (e) {
+    throw new Error(`${what}: cannot decode image (${(e as Error).message})`);
+  }
+  if (size.width && size.height && size.width * size.height > limit) {
+    throw new Error(
+      `${what}: ${size.width}×${size.height} = ${((size.width * size.height) / 1e6).toFixed(0)} megapixels is over the limit of ${(limit / 1e6).toFixed(0)} (set DEDOS_MAX_IMAGE_PIXELS to allow more)`,
+    );
+  }
+  try {
+    const { data, info } = await sharp(input, { limitInputPixels: limit })
       .rotate()
       .removeAlpha()
       .toColourspace("srgb")

@@ -2,25 +2,23 @@
 // and / or OpenAI CLIP, or fresh), with the frozen Stable Diffusion branch attached when the config needs it,
 // and the trained weights written at the end. Everything of training that reads or writes model weight files
 // is here.
-import { DedosModel } from "../dedos/model.js";
+import type { DedosModel } from "../dedos/model.js";
 import { DiffusionBranch, type DiffusionComponents } from "../diffusion/branch.js";
 import { loadDiffusersFolder } from "../models/diffusers.js";
-import { saveModel } from "../models/factory.js";
+import { createModel, saveModel } from "../models/factory.js";
 import type { Device } from "../torch/dtype.js";
-import { Generator } from "../torch/tensor.js";
 import type { TrainConfig } from "./config.js";
 import type { TrainOptions } from "./trainer.js";
 
 export function buildModel(c: TrainConfig, o: TrainOptions): DedosModel {
   const w = o.weights ?? {};
-  if (w.dedos) {
-    const m = DedosModel.fromFile(w.dedos, { config: c.model });
-    return m;
-  }
-  const init = { generator: new Generator(o.initSeed ?? c.train.seed) };
-  const model = w.catseg ? DedosModel.fromCatSeg(w.catseg, c.model, init) : new DedosModel(c.model, init);
-  if (w.clip) model.loadClip(w.clip);
-  return model;
+  return createModel({
+    arch: "dedos",
+    config: c.model,
+    weights: w.dedos ?? "random",
+    startFrom: w.dedos ? undefined : { catseg: w.catseg, clip: w.clip },
+    seed: o.initSeed ?? c.train.seed,
+  });
 }
 
 /** Stable Diffusion attached to a training model. */

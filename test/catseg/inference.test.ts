@@ -7,7 +7,7 @@ import { type SegmentationModel, segmentTensor, testTimeResize } from "../../src
 import { imageToTensor } from "../../src/data/image-tensor.js";
 import { resizeBilinear, shortestEdgeSize } from "../../src/data/resize.js";
 import * as F from "../../src/torch/functional.js";
-import { dispose, full, type Tensor, tensor, tidy, zeros } from "../../src/torch/tensor.js";
+import { dispose, full, Generator, rand, type Tensor, tensor, tidy, zeros } from "../../src/torch/tensor.js";
 import { PILLOW_CASES, pillowSource, sha256 } from "../pillow-cases.js";
 
 /** A stand-in that keeps a copy of every batch of views it is given and returns zero logits. */
@@ -84,6 +84,45 @@ describe("test-time resize (detectron2 ResizeShortestEdge 640, max 2560)", () =>
       assert.deepEqual(fromPhoto[0]!.shape, [5, 3, 384, 384]);
       assert.deepEqual(fromPhoto[0]!.toTypedArray(), fromPil[0]!.toTypedArray(), `${c.what}: views differ`);
       dispose([...fromPhoto, ...fromPil]);
+    }
+    text.dispose();
+  });
+});
+
+describe("large images: the final resize in bands of rows", () => {
+  it("labels from bands equal the labels of the whole resize (up- and downscaled, several class chunks)", () => {
+    const text = tensor(new Float32Array(5 * 4), [5, 1, 4]);
+    // A stand-in whose logits vary smoothly over the views, so that neighbouring pixels differ.
+    const model: SegmentationModel<{ n: number }> = {
+      padLen: 256,
+      encodeImage: (views: Tensor) => ({ n: views.size(0) }),
+      head: (f, t) =>
+        tidy(() =>
+          rand([f.n, t.size(0), 6, 6], { generator: new Generator(31) })
+            .mul(4)
+            .sub(2),
+        ),
+    };
+    for (const [h, w] of [
+      [700, 910],
+      [301, 199],
+    ] as const) {
+      const image = tidy(() => full([1, 3, h, w], 100).to("uint8"));
+      const whole = segmentTensor(model, image, text, { viewBatch: 8, classChunk: 2 });
+      // 1 MB: bands of a few rows each.
+      const banded = segmentTensor(model, image, text, {
+        viewBatch: 8,
+        classChunk: 2,
+        postprocessBytes: 1 << 20,
+      });
+      const a = whole.labels!.toTypedArray() as BigInt64Array;
+      const b = banded.labels!.toTypedArray() as BigInt64Array;
+      assert.deepEqual(banded.labels!.shape, [h, w]);
+      let differ = 0;
+      for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) differ++;
+      // Float rounding of the two resize orders may only flip exact near-ties.
+      assert.ok(differ <= a.length * 1e-4, `${differ} of ${a.length} labels differ`);
+      dispose([image, whole.labels, banded.labels]);
     }
     text.dispose();
   });
