@@ -4,41 +4,23 @@ import { packageVersion } from "./version.js";
 
 type Command = (argv: string[]) => Promise<number>;
 
-// Each command is imported when it runs, so --help, --version and doctor never load the engine.
-const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
-  segment: {
-    summary: "label every pixel of images with free-text classes (CAT-Seg, DEDOS)",
-    load: async () => (await import("./segment.js")).segmentCommand,
-  },
-  eval: {
-    summary: "evaluate on a prepared benchmark (mIoU, per-class IoU tables)",
-    load: async () => (await import("./eval.js")).evalCommand,
-  },
-  demo: {
-    summary: "label a bundled image with CLIP end to end (writes a colour overlay)",
-    load: async () => (await import("./demo.js")).demoCommand,
-  },
-  prepare: {
-    summary: "convert downloaded benchmark datasets into the evaluation layout",
-    load: async () => (await import("./prepare.js")).prepareCommand,
-  },
-  train: {
-    summary: "train DEDOS (or CAT-Seg) on a prepared dataset, on one or several processes",
-    load: async () => (await import("./train.js")).trainCommand,
-  },
-  parity: {
-    summary: "check TypeScript modules against reference fixture directories",
-    load: async () => (await import("./parity.js")).parityCommand,
-  },
-  weights: {
-    summary: "list, fetch and verify real weights by name (cached)",
-    load: async () => (await import("./weights.js")).weightsCommand,
-  },
-  doctor: {
-    summary: "print versions, libtorch, BLAS, threads and CUDA (for bug reports)",
-    load: async () => (await import("./doctor.js")).doctorCommand,
-  },
+// Command → what it does. Each lives in ./<command>.ts and exports `<command>Command`; it is imported when it
+// runs, so --help, --version and doctor never load the engine.
+const COMMANDS: Record<string, string> = {
+  segment: "label every pixel of images with free-text classes (CAT-Seg, DEDOS)",
+  eval: "evaluate on a prepared benchmark (mIoU, per-class IoU tables)",
+  demo: "label a bundled image with CLIP end to end (writes a colour overlay)",
+  prepare: "convert downloaded benchmark datasets into the evaluation layout",
+  train: "train DEDOS (or CAT-Seg) on a prepared dataset, on one or several processes",
+  parity: "check TypeScript modules against reference fixture directories",
+  weights: "list, fetch and verify real weights by name (cached)",
+  doctor: "print versions, libtorch, BLAS, threads and CUDA (for bug reports)",
 };
+
+async function loadCommand(name: string): Promise<Command> {
+  const module = (await import(`./${name}.js`)) as Record<string, Command>;
+  return module[`${name}Command`]!;
+}
 
 const HELP = `dedos — open-vocabulary semantic segmentation (DEDOS / CAT-Seg) for TypeScript, on libtorch
 
@@ -46,7 +28,7 @@ Usage: dedos <command> [options]     (dedos <command> --help for details; dedos 
 
 Commands:
 ${Object.entries(COMMANDS)
-  .map(([k, v]) => `  ${k.padEnd(10)} ${v.summary}`)
+  .map(([k, summary]) => `  ${k.padEnd(10)} ${summary}`)
   .join("\n")}
 `;
 
@@ -60,12 +42,11 @@ async function main(argv: string[]): Promise<number> {
     console.log(packageVersion());
     return 0;
   }
-  const c = COMMANDS[cmd];
-  if (!c) {
+  if (!Object.hasOwn(COMMANDS, cmd)) {
     console.error(`dedos: unknown command '${cmd}'\n\n${HELP}`);
     return 2;
   }
-  return (await c.load())(rest);
+  return (await loadCommand(cmd))(rest);
 }
 
 main(process.argv.slice(2)).then(
