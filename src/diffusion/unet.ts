@@ -173,13 +173,16 @@ function blockSpecs(c: UNet2DConditionConfig, L: Layout) {
   return { timeEmbedDim, common, attention };
 }
 
+/** What building the UNet's blocks needs. */
+interface UNetBuild {
+  c: UNet2DConditionConfig;
+  L: Layout;
+  spec: ReturnType<typeof blockSpecs>;
+  o: nn.InitOptions;
+}
+
 /** The down path: block i maps boc[i−1] → boc[i] channels and halves the map, except the last. */
-function downBlocks(
-  c: UNet2DConditionConfig,
-  L: Layout,
-  spec: ReturnType<typeof blockSpecs>,
-  o: nn.InitOptions,
-): DownBlock[] {
+function downBlocks({ c, L, spec, o }: UNetBuild): DownBlock[] {
   const n = L.boc.length;
   return c.down_block_types.map((type, i) => {
     const inCh = L.boc[Math.max(i - 1, 0)]!;
@@ -202,12 +205,7 @@ function downBlocks(
  * The up path, the down path mirrored: up block i takes the settings of down block n−1−i, one more layer
  * (it also consumes the skip of the block's downsampler), and doubles the map, except the last.
  */
-function upBlocks(
-  c: UNet2DConditionConfig,
-  L: Layout,
-  spec: ReturnType<typeof blockSpecs>,
-  o: nn.InitOptions,
-): UpBlock[] {
+function upBlocks({ c, L, spec, o }: UNetBuild): UpBlock[] {
   const n = L.boc.length;
   const rboc = [...L.boc].reverse();
   return c.up_block_types.map((type, i) => {
@@ -285,7 +283,7 @@ export class UNet2DConditionModel extends Module {
       "time_embedding",
       new TimestepEmbedding(L.boc[0]!, spec.timeEmbedDim, c.act_fn, o),
     );
-    this.down_blocks = this.child("down_blocks", new ModuleList(downBlocks(c, L, spec, o)));
+    this.down_blocks = this.child("down_blocks", new ModuleList(downBlocks({ c, L, spec, o })));
     this.mid_block = this.child(
       "mid_block",
       new MidBlockCrossAttn(
@@ -298,7 +296,7 @@ export class UNet2DConditionModel extends Module {
         o,
       ),
     );
-    this.up_blocks = this.child("up_blocks", new ModuleList(upBlocks(c, L, spec, o)));
+    this.up_blocks = this.child("up_blocks", new ModuleList(upBlocks({ c, L, spec, o })));
     this.conv_norm_out = this.child("conv_norm_out", new nn.GroupNorm(groups, L.boc[0]!, c.norm_eps));
     this.conv_out = this.child(
       "conv_out",

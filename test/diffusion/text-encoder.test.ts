@@ -15,9 +15,10 @@ import {
 } from "../../src/diffusion/text-encoder.js";
 import { readTokenizerFiles } from "../../src/models/diffusers.js";
 import { dispose, Generator, noGrad, tensor, tidy } from "../../src/torch/tensor.js";
-import { maxDiff, TINY_TE, tinyDiffusersFolders, writeJson } from "./tiny-folder.js";
+import { tempDir } from "../temp-dir.js";
+import { maxDiff, TINY_TE, writeJson } from "./tiny-folder.js";
 
-const folders = tinyDiffusersFolders();
+const tmp = tempDir("dedos-text-encoder-");
 
 describe("ClipTextModel (transformers CLIPTextModel layout)", () => {
   const cfg = (patch: Partial<ClipTextModelConfig> = {}) => ({ ...TINY_TE, vocab_size: 100, ...patch });
@@ -156,7 +157,7 @@ describe("prompt ids (diffusers padding)", () => {
   });
 
   test("pad token from tokenizer_config.json (AddedToken form) and model_max_length", () => {
-    const d = join(folders.tmp, "tok");
+    const d = join(tmp, "tok");
     mkdirSync(d, { recursive: true });
     writeJson(join(d, "tokenizer_config.json"), {
       pad_token: { content: "<|endoftext|>", lstrip: false },

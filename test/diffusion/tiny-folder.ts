@@ -128,3 +128,13 @@ export function editWeights(file: string, edit: (sd: Map<string, Tensor>) => Map
   saveSafetensors(file, edit(sd));
   dispose(sd);
 }
+
+/** Renames one key of a weight file (a strict loader must then name both). */
+export function renameKey(file: string, from: string, to: string): void {
+  editWeights(file, (sd) => {
+    const t = sd.get(from)!;
+    sd.delete(from);
+    sd.set(to, t);
+    return sd;
+  });
+}

@@ -18,6 +18,7 @@ import { dispose, noGrad, tensor, tidy } from "../../src/torch/tensor.js";
 import {
   editWeights,
   maxDiff,
+  renameKey,
   TINY_TE,
   tinyDiffusersFolders,
   writeJson,
@@ -58,12 +59,7 @@ describe("loadDiffusersFolder", () => {
   test("a renamed UNet key fails strictly, naming the file and both keys", () => {
     const d = folders.copy();
     const file = join(d, "unet/diffusion_pytorch_model.safetensors");
-    editWeights(file, (sd) => {
-      const t = sd.get("conv_out.bias")!;
-      sd.delete("conv_out.bias");
-      sd.set("conv_out.bias_renamed", t);
-      return sd;
-    });
+    renameKey(file, "conv_out.bias", "conv_out.bias_renamed");
     assert.throws(
       () => loadDiffusersFolder(d),
       (e: unknown) =>
@@ -242,12 +238,7 @@ describe("empty-prompt embedding cache", () => {
   test("a renamed text encoder key fails strictly when the embedding is computed", () => {
     const d = folders.copy();
     const file = join(d, "text_encoder/model.safetensors");
-    editWeights(file, (sd) => {
-      const t = sd.get("text_model.final_layer_norm.weight")!;
-      sd.delete("text_model.final_layer_norm.weight");
-      sd.set("text_model.final_layernorm.weight", t);
-      return sd;
-    });
+    renameKey(file, "text_model.final_layer_norm.weight", "text_model.final_layernorm.weight");
     const f = loadDiffusersFolder(d);
     assert.throws(
       () => emptyPromptEmbeddingDetailed(f),

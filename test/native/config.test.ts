@@ -29,28 +29,14 @@ function config(what: string, env: Record<string, string>) {
   return { status: r.status, out: r.stdout.trim(), err: r.stderr.trim() };
 }
 
-const pytorchLinux = layout("libtorch-cpu", [
-  "include/torch/csrc/api/include/torch/torch.h",
-  "lib/libtorch.so",
-  "lib/libtorch_cpu.so",
-  "lib/libc10.so",
-]);
-const pytorchCuda = layout("libtorch-cuda", [
-  "include/torch/csrc/api/include/torch/torch.h",
-  "lib/libtorch.so",
-  "lib/libtorch_cpu.so",
-  "lib/libtorch_cuda.so",
-  "lib/libc10.so",
-  "lib/libc10_cuda.so",
-]);
+/** A pytorch.org libtorch folder: headers and the named libraries with the platform's extension. */
+const libtorch = (name: string, ext: string, libs: string[]) =>
+  layout(name, ["include/torch/csrc/api/include/torch/torch.h", ...libs.map((l) => `lib/lib${l}.${ext}`)]);
+const pytorchLinux = libtorch("libtorch-cpu", "so", ["torch", "torch_cpu", "c10"]);
+const pytorchCuda = libtorch("libtorch-cuda", "so", ["torch", "torch_cpu", "torch_cuda", "c10", "c10_cuda"]);
 const cudaHome = layout("cuda", ["include/cuda_runtime.h", "lib64/libcudart.so"]);
 const ncclHome = layout("nccl", ["include/nccl.h", "lib/libnccl.so"]);
-const pytorchMac = layout("libtorch-mac", [
-  "include/torch/csrc/api/include/torch/torch.h",
-  "lib/libtorch.dylib",
-  "lib/libtorch_cpu.dylib",
-  "lib/libc10.dylib",
-]);
+const pytorchMac = libtorch("libtorch-mac", "dylib", ["torch", "torch_cpu", "c10"]);
 const debianArm = layout("debian-arm64", [
   "usr/include/torch/csrc/api/include/torch/torch.h",
   "usr/lib/aarch64-linux-gnu/libtorch_cpu.so",
