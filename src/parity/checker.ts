@@ -2,7 +2,7 @@
 // tolerance, and a failure for every `outputs.*` tensor that no code compared (a new fixture output must
 // never pass silently).
 import { tensorFromRecord } from "../torch/io/load.js";
-import { type Tensor, tidy } from "../torch/tensor.js";
+import { noGrad, type Tensor, tidy } from "../torch/tensor.js";
 import { type Comparison, compareArrays, type Fixture, fixtureArray, type Tolerance } from "./fixture.js";
 
 function failure(name: string, note: string): Comparison {
@@ -68,4 +68,22 @@ export function fixtureTensor(f: Fixture, name: string): Tensor {
   const rec = f.records.get(name);
   if (!rec) throw new Error(`${f.tensorsFile}: no tensor "${name}"`);
   return tensorFromRecord(rec);
+}
+
+/**
+ * A case's usual frame: `body` compares outputs through a Checker, without gradients and inside one scope;
+ * the model is freed afterwards, whether the comparisons ran or threw.
+ */
+export function checkModel<M extends { dispose(): void }>(
+  f: Fixture,
+  model: M,
+  body: (c: Checker, model: M) => void,
+): Comparison[] {
+  try {
+    const c = new Checker(f);
+    noGrad(() => tidy(() => body(c, model)));
+    return c.finish();
+  } finally {
+    model.dispose();
+  }
 }

@@ -4,8 +4,7 @@
 import type { ClipTextConfig, ClipVisionConfig } from "../../clip/config.js";
 import { ClipTextEncoder } from "../../clip/text.js";
 import { ClipVisionEncoder, normalizeClipPixels, resizeForClip } from "../../clip/vision.js";
-import { noGrad, tidy } from "../../torch/tensor.js";
-import { Checker, fixtureTensor } from "../checker.js";
+import { checkModel, fixtureTensor } from "../checker.js";
 import type { Comparison, Fixture } from "../fixture.js";
 import { loadFixtureWeights } from "../fixture-weights.js";
 
@@ -44,27 +43,19 @@ export function clipVisionConfigFromCase(f: Fixture): ClipVisionConfig {
 export function runClipTextCase(f: Fixture): Comparison[] {
   const config = clipTextConfigFromCase(f);
   const model = new ClipTextEncoder(config, { init: "empty" }).eval();
-  try {
+  return checkModel(f, model, (c) => {
     loadFixtureWeights(f, model, "weights.");
-    const c = new Checker(f);
-    noGrad(() =>
-      tidy(() => {
-        const ids = fixtureTensor(f, "inputs.text"); // (B, Lctx) int64
-        const r = model.forwardDetailed(ids, { blocks: true });
-        c.check("outputs.text_features", r.features);
-        c.check("outputs.text_features_l2norm", r.features.div(r.features.norm(2, -1, true)));
-        c.check("intermediates.x_embed", r.embed);
-        r.blocks.forEach((b, i) => {
-          c.check(`intermediates.resblock_${i}`, b);
-        });
-        c.check("intermediates.ln_final", r.lnFinal);
-        c.check("intermediates.eot_pooled", r.eotPooled);
-      }),
-    );
-    return c.finish();
-  } finally {
-    model.dispose();
-  }
+    const ids = fixtureTensor(f, "inputs.text"); // (B, Lctx) int64
+    const r = model.forwardDetailed(ids, { blocks: true });
+    c.check("outputs.text_features", r.features);
+    c.check("outputs.text_features_l2norm", r.features.div(r.features.norm(2, -1, true)));
+    c.check("intermediates.x_embed", r.embed);
+    r.blocks.forEach((b, i) => {
+      c.check(`intermediates.resblock_${i}`, b);
+    });
+    c.check("intermediates.ln_final", r.lnFinal);
+    c.check("intermediates.eot_pooled", r.eotPooled);
+  });
 }
 
 /**
@@ -76,36 +67,28 @@ export function runClipVisionCase(f: Fixture): Comparison[] {
   const runRes: number = cfg(f, "run_resolution");
   const hooks: number[] = cfg(f, "hook_layers");
   const model = new ClipVisionEncoder(config, { init: "empty" }).eval();
-  try {
+  return checkModel(f, model, (c) => {
     loadFixtureWeights(f, model, "weights.visual.");
-    const c = new Checker(f);
-    noGrad(() =>
-      tidy(() => {
-        const raw = fixtureTensor(f, "inputs.image_raw"); // (B, 3, H0, W0) 0–255
-        const normalized = normalizeClipPixels(raw);
-        c.check("intermediates.image_normalized", normalized);
-        const resized = resizeForClip(normalized, runRes); // (B, 3, R, R)
-        c.check("intermediates.image_resized", resized);
+    const raw = fixtureTensor(f, "inputs.image_raw"); // (B, 3, H0, W0) 0–255
+    const normalized = normalizeClipPixels(raw);
+    c.check("intermediates.image_normalized", normalized);
+    const resized = resizeForClip(normalized, runRes); // (B, 3, R, R)
+    c.check("intermediates.image_resized", resized);
 
-        const r = model.forward(resized, { dense: true, taps: hooks, debug: true });
-        c.check("outputs.dense", r.tokens);
-        hooks.forEach((l, i) => {
-          c.check(`outputs.hook_layer${l}`, r.taps[i]!);
-        });
-        c.check("intermediates.resized_pos_embed", r.debug!.posEmbed);
-        c.check("intermediates.ln_pre", r.debug!.lnPre);
-        r.debug!.blocks.forEach((b, i) => {
-          c.check(`intermediates.resblock_${i}`, b);
-        });
-        c.check("intermediates.ln_post_dense", r.lnPostDense);
+    const r = model.forward(resized, { dense: true, taps: hooks, debug: true });
+    c.check("outputs.dense", r.tokens);
+    hooks.forEach((l, i) => {
+      c.check(`outputs.hook_layer${l}`, r.taps[i]!);
+    });
+    c.check("intermediates.resized_pos_embed", r.debug!.posEmbed);
+    c.check("intermediates.ln_pre", r.debug!.lnPre);
+    r.debug!.blocks.forEach((b, i) => {
+      c.check(`intermediates.resblock_${i}`, b);
+    });
+    c.check("intermediates.ln_post_dense", r.lnPostDense);
 
-        const native = fixtureTensor(f, "inputs.image_native"); // (B, 3, R0, R0) normalised
-        c.check("outputs.dense_native", model.forward(native, { dense: true }).tokens);
-        c.check("outputs.pooled_native", model.forward(native, { dense: false }).pooled!);
-      }),
-    );
-    return c.finish();
-  } finally {
-    model.dispose();
-  }
+    const native = fixtureTensor(f, "inputs.image_native"); // (B, 3, R0, R0) normalised
+    c.check("outputs.dense_native", model.forward(native, { dense: true }).tokens);
+    c.check("outputs.pooled_native", model.forward(native, { dense: false }).pooled!);
+  });
 }

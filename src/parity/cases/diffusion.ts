@@ -18,7 +18,7 @@ import {
   type VaeParts,
 } from "../../diffusion/vae.js";
 import { noGrad, type Tensor, tidy } from "../../torch/tensor.js";
-import { Checker, fixtureTensor } from "../checker.js";
+import { Checker, checkModel, fixtureTensor } from "../checker.js";
 import type { Comparison, Fixture } from "../fixture.js";
 import { loadFixtureWeights } from "../fixture-weights.js";
 
@@ -60,45 +60,27 @@ function buildVae(f: Fixture, parts: VaeParts): AutoencoderKL {
 
 /** img_process_ + norm_img_to_latent, plus `vae.encode(x).latent_dist.mean` and the block hooks. */
 export function runVaeEncoderCase(f: Fixture): Comparison[] {
-  const vae = buildVae(f, "encoder");
-  try {
-    const c = new Checker(f);
-    noGrad(() =>
-      tidy(() => {
-        const image = fixtureTensor(f, "inputs.image"); // (B, 3, H, W) 0–255
-        const rgbNorm = normalizeImage255(image);
-        c.check("intermediates.rgb_norm", rgbNorm);
-        const post = vae.encode(rgbNorm, { record: (p) => p.startsWith("encoder.") || p === "quant_conv" });
-        c.check("outputs.posterior_mean", post.mean);
-        c.check("intermediates.moments", post.moments);
-        c.checkRecorded("intermediates.encoder.", prefixed(post.recorded, "encoder."));
-        c.check("outputs.latent_scaled", imageToLatent(vae, image)); // the DEDOS helper end to end
-      }),
-    );
-    return c.finish();
-  } finally {
-    vae.dispose();
-  }
+  return checkModel(f, buildVae(f, "encoder"), (c, vae) => {
+    const image = fixtureTensor(f, "inputs.image"); // (B, 3, H, W) 0–255
+    const rgbNorm = normalizeImage255(image);
+    c.check("intermediates.rgb_norm", rgbNorm);
+    const post = vae.encode(rgbNorm, { record: (p) => p.startsWith("encoder.") || p === "quant_conv" });
+    c.check("outputs.posterior_mean", post.mean);
+    c.check("intermediates.moments", post.moments);
+    c.checkRecorded("intermediates.encoder.", prefixed(post.recorded, "encoder."));
+    c.check("outputs.latent_scaled", imageToLatent(vae, image)); // the DEDOS helper end to end
+  });
 }
 
 /** latent_to_img_tensor, with `decoder_raw` before the clamp and the block hooks. */
 export function runVaeDecoderCase(f: Fixture): Comparison[] {
-  const vae = buildVae(f, "decoder");
-  try {
-    const c = new Checker(f);
-    noGrad(() =>
-      tidy(() => {
-        const latent = fixtureTensor(f, "inputs.latent_scaled"); // (B, 4, h, w)
-        const r = latentToImage01(vae, latent, { record: () => true });
-        c.check("outputs.decoder_raw", r.raw);
-        c.check("outputs.image01", r.image01);
-        c.checkRecorded("intermediates.", r.recorded);
-      }),
-    );
-    return c.finish();
-  } finally {
-    vae.dispose();
-  }
+  return checkModel(f, buildVae(f, "decoder"), (c, vae) => {
+    const latent = fixtureTensor(f, "inputs.latent_scaled"); // (B, 4, h, w)
+    const r = latentToImage01(vae, latent, { record: () => true });
+    c.check("outputs.decoder_raw", r.raw);
+    c.check("outputs.image01", r.image01);
+    c.checkRecorded("intermediates.", r.recorded);
+  });
 }
 
 /**
