@@ -12,17 +12,7 @@ import { ClipModel } from "../src/clip/model.js";
 import { DEFAULT_TEMPLATE, embedClassNames, fillTemplate } from "../src/clip/prompts.js";
 import { ClipTokenizer } from "../src/clip/tokenizer.js";
 import { dispose, Generator, noGrad, randn, setNumThreads, tensor, tidy } from "../src/torch/index.js";
-import {
-  peakRssMb,
-  RSS_KEY,
-  report,
-  resetPeakRss,
-  rssMb,
-  runPythonReference,
-  type Timing,
-  timeMedian,
-  timeMedianYielding,
-} from "./common.js";
+import * as bench from "./common.js";
 
 const threads = Number(process.argv[2] ?? 2);
 setNumThreads(threads);
@@ -60,21 +50,21 @@ writeFileSync(
     idsShape: [prompts.length, used],
     names,
     reps,
-    rssKey: RSS_KEY,
+    rssKey: bench.RSS_KEY,
   }),
 );
-const ref = runPythonReference("bench/reference/clip.py", threads, [specFile]);
+const ref = bench.runPythonReference("bench/reference/clip.py", threads, [specFile]);
 rmSync(specFile, { force: true });
 
-const out: Timing[] = [];
+const out: bench.Timing[] = [];
 const model = new ClipModel(preset, { generator: new Generator(0) }).eval();
-const modelRss = rssMb();
+const modelRss = bench.rssMb();
 
 /** Median ms of `fn` and the peak RSS over its warm-up and timed runs (optionally turning the event loop). */
 async function measure(name: string, fn: () => void, n: number, warmup: number, yielding = false) {
-  const reset = resetPeakRss();
-  const ms = yielding ? await timeMedianYielding(fn, n, warmup) : timeMedian(fn, n, warmup);
-  const peak = reset ? peakRssMb() : null;
+  const reset = bench.resetPeakRss();
+  const ms = yielding ? await bench.timeMedianYielding(fn, n, warmup) : bench.timeMedian(fn, n, warmup);
+  const peak = reset ? bench.peakRssMb() : null;
   out.push({ name, ms, ...(peak !== null ? { peakRssMb: peak } : {}) });
 }
 
@@ -135,11 +125,11 @@ dispose([pixels, ids]);
 // PyTorch frees every tensor by reference counting: its text time stands for both text rows.
 if (ref?.[names.text] !== undefined) {
   ref[textYielding] = ref[names.text];
-  const rss = ref[names.text + RSS_KEY];
-  if (rss !== undefined) ref[textYielding + RSS_KEY] = rss;
+  const rss = ref[names.text + bench.RSS_KEY];
+  if (rss !== undefined) ref[textYielding + bench.RSS_KEY] = rss;
 }
 
-report(
+bench.report(
   `bench/clip — ViT-B/16 random weights, ${threads} thread(s), float32, batch 1, medians`,
   out,
   ref,

@@ -26,18 +26,7 @@ import { UNet2DConditionModel } from "../src/diffusion/unet.js";
 import * as F from "../src/torch/functional.js";
 import { dispose, Generator, noGrad, randn, setNumThreads, type Tensor, tidy } from "../src/torch/index.js";
 import { native } from "../src/torch/native.js";
-import {
-  bindingOverhead,
-  interleavedMedians,
-  peakRssMb,
-  referenceKernels,
-  report,
-  resetPeakRss,
-  rssMb,
-  runPythonReference,
-  type Timing,
-  timeMedian,
-} from "./common.js";
+import * as bench from "./common.js";
 
 const args = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const threads = Number(args[0] ?? 2);
@@ -48,11 +37,11 @@ const NAME = "SD-2-base UNet fwd 48×48 latent";
 
 // The reference runs first, while this process is still small (a child's peak RSS can inherit the parent's).
 const ref = withReference
-  ? runPythonReference("bench/reference/diffusion.py", threads, [String(reps)])
+  ? bench.runPythonReference("bench/reference/diffusion.py", threads, [String(reps)])
   : null;
 
 const g = new Generator(0);
-const out: Timing[] = [];
+const out: bench.Timing[] = [];
 
 const config = SD_PRESETS["sd-2-base"].unet;
 const H = 48;
@@ -172,21 +161,21 @@ const forward = () => {
   const r = unet.forward(z, 50, text, { taps: true });
   dispose([r.sample, ...r.taps.map((t) => t.tokens)]);
 };
-resetPeakRss();
-const rssBefore = rssMb();
+bench.resetPeakRss();
+const rssBefore = bench.rssMb();
 // The forward and the engine's best-case kernels (the same cases as bench/engine), measured in turn.
-const refs = referenceKernels();
+const refs = bench.referenceKernels();
 const [ms, ...kernelMs] = noGrad(() =>
-  interleavedMedians([{ fn: forward, runs: 1 }, ...refs.map((r) => ({ fn: r.run, runs: 3 }))], reps),
+  bench.interleavedMedians([{ fn: forward, runs: 1 }, ...refs.map((r) => ({ fn: r.run, runs: 3 }))], reps),
 ) as [number, ...number[]];
-const peak = peakRssMb();
+const peak = bench.peakRssMb();
 refs.forEach((r, i) => {
   out.push({ name: r.name, ms: kernelMs[i]!, gflop: r.gflop });
   r.dispose();
 });
 out.push({ name: NAME, ms, gflop, peakRssMb: peak ?? undefined });
 // Share of the forward spent outside libtorch kernels (binding + JavaScript), target < 5 %.
-const overhead = noGrad(() => bindingOverhead(forward));
+const overhead = noGrad(() => bench.bindingOverhead(forward));
 unet.dispose();
 dispose([z, text]);
 
@@ -198,7 +187,7 @@ function ownShapeRates(path: "inference" | "aten") {
   const time = (make: () => { run: () => Tensor; inputs: Tensor[] }) => {
     const { run, inputs } = make();
     try {
-      return noGrad(() => timeMedian(() => run().dispose(), reps, 1));
+      return noGrad(() => bench.timeMedian(() => run().dispose(), reps, 1));
     } finally {
       dispose(inputs);
     }
@@ -309,7 +298,7 @@ const summary = {
   peakRssMb: peak,
   pytorchPeakRssMb: ref?.[`${NAME} | peak RSS MB`] ?? null,
 };
-report(
+bench.report(
   `bench/diffusion — ${threads} thread(s), float32, medians of ${reps}`,
   out,
   ref,

@@ -24,17 +24,7 @@ import { CatSegModel } from "../src/catseg/model.js";
 import { readImageRGB } from "../src/data/image-decode.js";
 import { imageToTensor } from "../src/data/image-tensor.js";
 import { dispose, Generator, noGrad, randn, setNumThreads, type Tensor, tidy } from "../src/torch/index.js";
-import {
-  bindingOverhead,
-  peakRssMb,
-  RSS_KEY,
-  report,
-  resetPeakRss,
-  rssMb,
-  runPythonReference,
-  type Timing,
-  timeMedian,
-} from "./common.js";
+import * as bench from "./common.js";
 
 const threads = Number(process.argv[2] ?? 2);
 const rounds = Number(process.argv[3] ?? 3);
@@ -48,16 +38,16 @@ setNumThreads(threads);
 
 const config = catSegPreset("vitb_384");
 const agg = config.aggregator;
-const out: Timing[] = [];
+const out: bench.Timing[] = [];
 const extra: Record<string, unknown> = { threads };
 /** The reference's times keyed by our row names (null when it could not run or the section was skipped). */
 let layerRef: Record<string, number> | null = null;
 
 /** Median ms and peak RSS of `fn` (VmHWM reset first). */
-function measure(name: string, fn: () => void, reps: number, warmup: number): Timing {
-  const reset = resetPeakRss();
-  const ms = timeMedian(fn, reps, warmup);
-  const peak = reset ? peakRssMb() : null;
+function measure(name: string, fn: () => void, reps: number, warmup: number): bench.Timing {
+  const reset = bench.resetPeakRss();
+  const ms = bench.timeMedian(fn, reps, warmup);
+  const peak = reset ? bench.peakRssMb() : null;
   return { name, ms, ...(peak !== null ? { peakRssMb: peak } : {}) };
 }
 
@@ -94,7 +84,7 @@ if (only !== "segment") {
       warmup,
       names,
       only: caseKeys?.map((k) => names[k as keyof typeof names]),
-      rssKey: RSS_KEY,
+      rssKey: bench.RSS_KEY,
     }),
   );
 
@@ -138,7 +128,7 @@ if (only !== "segment") {
   const perRound: Record<string, { dedosMs: number; pytorchMs: number | null; ratio: number | null }[]> = {};
   let ref: Record<string, number> | null = {};
   for (let r = 0; r < rounds; r++) {
-    const py = runPythonReference("bench/reference/aggregator.py", threads, [specFile]);
+    const py = bench.runPythonReference("bench/reference/aggregator.py", threads, [specFile]);
     if (!py) ref = null;
     for (const [name, fn] of cases) {
       const t = measure(name, fn, reps, warmup);
@@ -147,8 +137,8 @@ if (only !== "segment") {
       const p = py?.[name];
       if (ref && p !== undefined) {
         ref[label] = p;
-        const rss = py?.[name + RSS_KEY];
-        if (rss !== undefined) ref[label + RSS_KEY] = rss;
+        const rss = py?.[name + bench.RSS_KEY];
+        if (rss !== undefined) ref[label + bench.RSS_KEY] = rss;
       }
       perRound[name] ??= [];
       perRound[name].push({ dedosMs: t.ms, pytorchMs: p ?? null, ratio: p ? t.ms / p : null });
@@ -158,7 +148,7 @@ if (only !== "segment") {
   extra.aggregatorLayer = perRound;
   dispose([layer, x, ag, tg, tokens, g, y1, afterSwin, ql, kl, vl]);
   if (only === "layer") {
-    report(
+    bench.report(
       `bench/segment — CAT-Seg aggregation layer vs PyTorch, ${threads} thread(s), fp32, medians of ${reps}`,
       out,
       ref,
@@ -179,9 +169,9 @@ const SIDE = 640;
 const resized = await sharp(imageFile).resize({ width: SIDE, height: SIDE, fit: "outside" }).png().toBuffer();
 const rgb = await readImageRGB(resized);
 const image = imageToTensor(rgb);
-const baseRss = rssMb();
+const baseRss = bench.rssMb();
 const model = new CatSegModel(config, { generator: new Generator(0) }).eval();
-const modelRss = rssMb();
+const modelRss = bench.rssMb();
 const segRows: Record<string, unknown>[] = [];
 
 // Warm-up: one view through CLIP and the head (first-touch allocations, kernel selection).
@@ -206,16 +196,16 @@ for (const list of ["ade150", "ade847"]) {
   out.push({ name: `text embeddings, ${T} classes (model.textEmbeddings)`, ms: textMs });
 
   // The segmentation, once, counting addon calls for the overhead estimate.
-  const reset = resetPeakRss();
+  const reset = bench.resetPeakRss();
   let windows: unknown;
   let labelsShape: number[] = [];
-  const ov = bindingOverhead(() => {
+  const ov = bench.bindingOverhead(() => {
     const r = segmentTensor(model, image, text!, { output: "labels" });
     windows = r.windows;
     labelsShape = r.labels!.shape;
     r.labels!.dispose();
   });
-  const peak = reset ? peakRssMb() : null;
+  const peak = reset ? bench.peakRssMb() : null;
   text!.dispose();
   out.push({
     name: `segment ${rgb.width}×${rgb.height}, ${T} classes (sliding window, labels)`,
@@ -244,7 +234,7 @@ model.dispose();
 extra.segment = segRows;
 extra.rssMb = { beforeModel: baseRss, afterModel: modelRss };
 
-report(
+bench.report(
   `bench/segment — CAT-Seg vitb_384 random weights, ${threads} thread(s), fp32; aggregation layer vs PyTorch`,
   out,
   layerRef,
