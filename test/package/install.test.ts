@@ -3,7 +3,7 @@
 // resolution, `dedos --version`, a tiny-config `dedos segment`, and every README snippet run as written
 // (against random full-size weights saved under the real file names, so the snippets need no edits).
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
@@ -21,12 +21,42 @@ const app = join(work, "app");
 const version = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version as string;
 const MAX_PACKED = 4 * 1024 * 1024;
 
-function run(cmd: string, args: string[], o: { cwd?: string; timeout?: number } = {}) {
-  const r = spawnSync(cmd, args, { cwd: o.cwd ?? app, encoding: "utf8", timeout: o.timeout ?? 600_000 });
+function run(
+  cmd: string,
+  args: string[],
+  o: { cwd?: string; timeout?: number; env?: NodeJS.ProcessEnv } = {},
+) {
+  const r = spawnSync(cmd, args, {
+    cwd: o.cwd ?? app,
+    encoding: "utf8",
+    timeout: o.timeout ?? 600_000,
+    env: { ...process.env, ...o.env },
+  });
   return { status: r.status, out: r.stdout ?? "", err: r.stderr ?? "" };
 }
-const dedos = (args: string[]) =>
-  run(process.execPath, [join(app, "node_modules/dedos/dist/src/cli/main.js"), ...args]);
+const dedos = (args: string[], env?: NodeJS.ProcessEnv) =>
+  run(process.execPath, [join(app, "node_modules/dedos/dist/src/cli/main.js"), ...args], { env });
+
+/**
+ * A Hugging Face stand-in in a process of its own (the tests block on child processes): serves `dir` under
+ * any path's last segment, as the Hub's resolve URLs end in the file name. Resolves to its base URL.
+ */
+function hubStandIn(dir: string): Promise<{ url: string; stop: () => void }> {
+  const code = `const http = require("node:http"), fs = require("node:fs"), path = require("node:path");
+    const s = http.createServer((q, r) => {
+      const f = path.join(${JSON.stringify(dir)}, path.basename(new URL(q.url, "http://x").pathname));
+      if (!fs.existsSync(f)) { r.writeHead(404); r.end(); return; }
+      r.writeHead(200, { "content-length": fs.statSync(f).size });
+      fs.createReadStream(f).pipe(r);
+    });
+    s.listen(0, "127.0.0.1", () => console.log(s.address().port));`;
+  const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve) =>
+    child.stdout.once("data", (d) =>
+      resolve({ url: `http://127.0.0.1:${String(d).trim()}`, stop: () => child.kill() }),
+    ),
+  );
+}
 
 interface PackResult {
   filename: string;
@@ -156,11 +186,14 @@ describe("the npm package, installed into a fresh app", () => {
   });
 
   it("runs every README snippet as written", async () => {
-    // The real file names of the README, holding random full-size weights of the same layouts.
+    // The README's weights, as random full-size weights of the same layouts: the file names it uses, and
+    // `catseg-vitb` fetched by name from a Hub stand-in (DEDOS_ENDPOINT) into a fresh cache.
     const model = createModel({ arch: "catseg", config: catSegPreset("vitb_384"), weights: "random" });
     saveSafetensors(join(app, "model_base.pth"), catsegStateDict(model));
     saveSafetensors(join(app, "ViT-B-16.pt"), model.clip.stateDict());
     model.dispose();
+    const hub = await hubStandIn(app);
+    const env = { DEDOS_ENDPOINT: hub.url, DEDOS_CACHE: join(work, "cache") };
     await sharp(join(PACKAGE_ROOT, "assets/coco/000000039769.png")).jpeg().toFile(join(app, "street.jpg"));
 
     const readme = readFileSync(join(PACKAGE_ROOT, "README.md"), "utf8");
@@ -168,7 +201,7 @@ describe("the npm package, installed into a fresh app", () => {
     assert.ok(snippets.length >= 3, `${snippets.length} snippets`);
     snippets.forEach((code, i) => {
       writeFileSync(join(app, `readme-${i}.mjs`), code);
-      const r = run(process.execPath, [`readme-${i}.mjs`]);
+      const r = run(process.execPath, [`readme-${i}.mjs`], { env });
       assert.equal(r.status, 0, `README snippet ${i}:\n${code}\n${r.out}${r.err}`);
     });
     assert.ok(statSync(join(app, "street.overlay.png")).size > 1000);
@@ -179,8 +212,11 @@ describe("the npm package, installed into a fresh app", () => {
         .replace(/^npx dedos /, "")
         .match(/"[^"]*"|\S+/g)!
         .map((a) => a.replace(/^"|"$/g, ""));
-      const r = dedos(args);
+      const r = dedos(args, env);
       assert.equal(r.status, 0, `${c}\n${r.out}${r.err}`);
     }
+    hub.stop();
+    // Fetched once, then read from the cache.
+    assert.ok(statSync(join(work, "cache/catseg-vitb/model_base.pth")).size > 500e6);
   });
 });
