@@ -219,6 +219,8 @@ interface Job {
   output: string;
   /** Other files the build writes itself (ade847: the converted image); checked like `output`. */
   extraOutputs?: string[];
+  /** The image the label belongs to, which must exist (a missing one is a failure of this job, not another). */
+  image?: string;
   /** Builds the output label map, or null when nothing is to be written (all ignore). */
   build: () => Promise<LabelMap | null>;
 }
@@ -267,6 +269,8 @@ async function runJobs(
   const t0 = Date.now();
   await fsp.mkdir(outDir, { recursive: true });
   removeStaleTemps(outDir);
+  // One failure at most per listed input: a job whose image is missing and whose label fails too is one
+  // failure naming both (counted twice, a run with neither images nor labels reported twice its size).
   const failed = [...preFailed];
   for (const f of preFailed) log(`${spec.name}: ${f.file}: ${f.error}`);
   let written = 0;
@@ -274,11 +278,18 @@ async function runJobs(
   let empty = 0;
   const label = `prepare ${spec.name}${split === "val" ? "" : ` ${split}`}`;
   const progress = (o.progress ?? true) ? new Progress(jobs.length, label) : undefined;
+  const fail = (f: PrepareFailure) => {
+    failed.push(f);
+    log(`\n${spec.name}: ${f.file}: ${f.error}`);
+  };
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
     if (i > 0) progress?.tick();
+    const imageMissing = job.image !== undefined && !existsSync(job.image);
+    const imageFailure = { file: job.image!, error: "image missing" };
     if (!o.force && isUpToDate(job)) {
       upToDate++;
+      if (imageMissing) fail(imageFailure);
       continue;
     }
     try {
@@ -291,15 +302,15 @@ async function runJobs(
       if (map === null) {
         empty++;
         if (existsSync(job.output)) await fsp.rm(job.output);
-        continue;
+      } else {
+        await writeLabelMap(job.output, map);
+        written++;
       }
-      await writeLabelMap(job.output, map);
-      written++;
+      if (imageMissing) fail(imageFailure);
     } catch (e) {
       const error = (e as Error).message;
       const file = e instanceof InputFileError ? e.file : job.name;
-      failed.push({ file, error });
-      log(`\n${spec.name}: ${file}: ${error}`);
+      fail({ file, error: imageMissing ? `${error}; image missing too: ${job.image}` : error });
     }
   }
   if (jobs.length > 0) progress?.tick();
@@ -312,7 +323,7 @@ async function runJobs(
     dataset: spec.name,
     split,
     outDir,
-    listed: jobs.length,
+    listed: jobs.length + preFailed.length,
     written,
     upToDate,
     empty,
@@ -335,9 +346,9 @@ function listDir(dir: string, ext: string): string[] {
     .sort();
 }
 
-function imageCheck(imageDir: string, id: string, failures: PrepareFailure[], ext = "jpg"): void {
-  const img = join(imageDir, `${id}.${ext}`);
-  if (!existsSync(img)) failures.push({ file: img, error: "image missing" });
+/** The image of a label: `<imageDir>/<id>.jpg` (checked by the job runner). */
+function imagePath(imageDir: string, id: string, ext = "jpg"): string {
+  return join(imageDir, `${id}.${ext}`);
 }
 
 // ---- per-dataset job lists ----
@@ -350,17 +361,16 @@ function imageCheck(imageDir: string, id: string, failures: PrepareFailure[], ex
 function pngFolderJobs(
   spec: BenchmarkSpec,
   root: string,
-  pre: PrepareFailure[],
   map: (raw: Uint8Array | Uint16Array) => Uint8Array,
 ): { outDir: string; jobs: Job[] } {
   const p = benchmarkPaths(spec, root);
   const srcDir = join(p.datasetDir, "annotations", basename(spec.gtDir));
   const jobs = listDir(srcDir, ".png").map((f): Job => {
     const input = join(srcDir, f);
-    imageCheck(p.imageDir, stem(f), pre);
     return {
       name: input,
       inputs: [input],
+      image: imagePath(p.imageDir, stem(f)),
       output: join(p.gtDir, f),
       build: async () => {
         const m = await readIndexPng(input);
@@ -379,7 +389,7 @@ function readNameList(file: string): string[] {
     .filter(Boolean);
 }
 
-function vocJobs(spec: BenchmarkSpec, root: string, pre: PrepareFailure[]): { outDir: string; jobs: Job[] } {
+function vocJobs(spec: BenchmarkSpec, root: string): { outDir: string; jobs: Job[] } {
   const p = benchmarkPaths(spec, root);
   const listFile = join(p.datasetDir, "ImageSets", "Segmentation", "val.txt");
   if (!existsSync(listFile)) throw new Error(`split list not found: ${listFile}`);
@@ -389,10 +399,10 @@ function vocJobs(spec: BenchmarkSpec, root: string, pre: PrepareFailure[]): { ou
   const background = spec.foldBackground ? "class20" : "ignore";
   const jobs = ids.map((id): Job => {
     const input = join(srcDir, `${id}.png`);
-    imageCheck(p.imageDir, id, pre);
     return {
       name: input,
       inputs: [input],
+      image: imagePath(p.imageDir, id),
       output: join(p.gtDir, `${id}.png`),
       build: async () => {
         const m = await readVocMask(input);
@@ -418,7 +428,7 @@ interface PcAnno {
   segmentation: { size: number[]; counts: string | number[] };
 }
 
-function pc59Jobs(spec: BenchmarkSpec, root: string, pre: PrepareFailure[]): { outDir: string; jobs: Job[] } {
+function pc59Jobs(spec: BenchmarkSpec, root: string): { outDir: string; jobs: Job[] } {
   const p = benchmarkPaths(spec, root);
   const json = join(p.datasetDir, "trainval_merged.json");
   if (!existsSync(json)) throw new Error(`annotation file not found: ${json}`);
@@ -479,16 +489,12 @@ function pc59Jobs(spec: BenchmarkSpec, root: string, pre: PrepareFailure[]): { o
       .sort((a, b) => (a.file_name < b.file_name ? -1 : 1))
       .map((im) => makeJob(stem(im.file_name), im.image_id));
   }
-  for (const j of jobs) imageCheck(p.imageDir, stem(j.output), pre);
+  for (const j of jobs) j.image = imagePath(p.imageDir, stem(j.output));
   return { outDir: p.gtDir, jobs };
 }
 
 /** PASCAL-Context-459: the val list's LabelMap .mat files → uint16(LabelMap − 1), as CAT-Seg writes them. */
-function pc459Jobs(
-  spec: BenchmarkSpec,
-  root: string,
-  pre: PrepareFailure[],
-): { outDir: string; jobs: Job[] } {
+function pc459Jobs(spec: BenchmarkSpec, root: string): { outDir: string; jobs: Job[] } {
   const p = benchmarkPaths(spec, root);
   const matDir = join(p.datasetDir, "trainval");
   if (!existsSync(matDir))
@@ -505,7 +511,7 @@ function pc459Jobs(
       build: async () => pc459LabelMap(readFileSync(mat), mat),
     };
   });
-  for (const j of jobs) imageCheck(p.imageDir, stem(j.output), pre);
+  for (const j of jobs) j.image = imagePath(p.imageDir, stem(j.output));
   return { outDir: p.gtDir, jobs };
 }
 
@@ -604,15 +610,15 @@ export async function prepareDataset(name: string, o: PrepareOptions): Promise<P
   const pre: PrepareFailure[] = [];
   const { outDir, jobs } =
     spec.name === "ade150"
-      ? pngFolderJobs(splitSpec(spec, split), o.root, pre, mapAde150)
+      ? pngFolderJobs(splitSpec(spec, split), o.root, mapAde150)
       : spec.name === "voc20" || spec.name === "voc20b"
-        ? vocJobs(spec, o.root, pre)
+        ? vocJobs(spec, o.root)
         : spec.name === "cocostuff171"
-          ? pngFolderJobs(splitSpec(spec, split), o.root, pre, mapCocoStuff171)
+          ? pngFolderJobs(splitSpec(spec, split), o.root, mapCocoStuff171)
           : spec.name === "pc459"
-            ? pc459Jobs(spec, o.root, pre)
+            ? pc459Jobs(spec, o.root)
             : spec.name === "ade847"
               ? ade847Jobs(spec, o.root, pre)
-              : pc59Jobs(spec, o.root, pre);
+              : pc59Jobs(spec, o.root);
   return runJobs(spec, split, splitSize, outDir, jobs, pre, o);
 }

@@ -1,5 +1,5 @@
 // A parity fixture directory (format of test/fixtures/README.md): case.json + tensors.safetensors.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type AnyTypedArray, readRecord, type TensorRecord } from "../torch/io/records.js";
 import { readSafetensorsIndex } from "../torch/io/safetensors-format.js";
@@ -22,15 +22,138 @@ export interface Fixture {
   tensorsFile: string;
 }
 
+/** The JSON types a case.json field can be required to have. */
+type FieldKind = "object" | "array" | "string" | "number";
+
+/**
+ * The fields each case reads from case.json, checked before it runs so that a field that is missing or of the
+ * wrong type is reported by name ("<dir>/case.json: missing field \"config\"") instead of failing inside the
+ * case. A path is dotted; "[]" stands for every element of an array, "*" for every value of an object.
+ */
+export const CASE_FIELDS: Readonly<Record<string, ReadonlyArray<readonly [path: string, kind: FieldKind]>>> =
+  {
+    tokenizer: [
+      ["vectors", "array"],
+      ["vectors[]", "object"],
+      ["vectors[].text", "string"],
+      ["vectors[].ids", "array"],
+    ],
+    semseg_eval: [
+      ["variants", "object"],
+      ["variants.*", "object"],
+      ["variants.*.num_classes", "number"],
+      ["variants.*.ignore_label", "number"],
+      ["variants.*.num_images", "number"],
+      ["variants.*.results", "object"],
+    ],
+    clip_text: [["config", "object"]],
+    clip_vision: [["config", "object"]],
+    catseg_aggregator: [["config", "object"]],
+    catseg_aggregator_topk: [["config", "object"]],
+    sd_vae_encoder: [["config", "object"]],
+    sd_vae_decoder: [["config", "object"]],
+    sd_unet: [
+      ["config", "object"],
+      ["scheduler", "object"],
+      ["scheduler.dedos", "object"],
+    ],
+  };
+
+function kindOf(v: unknown): string {
+  return v === null
+    ? "null"
+    : Array.isArray(v)
+      ? "an array"
+      : typeof v === "object"
+        ? "an object"
+        : `a ${typeof v}`;
+}
+
+function isKind(v: unknown, kind: FieldKind): boolean {
+  if (kind === "array") return Array.isArray(v);
+  if (kind === "object") return typeof v === "object" && v !== null && !Array.isArray(v);
+  return typeof v === kind;
+}
+
+/** Every value at a CASE_FIELDS path, with the concrete path ("vectors[2].ids") it sits at. */
+function valuesAt(root: unknown, path: string): { at: string; value: unknown; present: boolean }[] {
+  let found: { at: string; value: unknown; present: boolean }[] = [{ at: "", value: root, present: true }];
+  for (const step of path.split(".")) {
+    const each = step.endsWith("[]");
+    const key = each ? step.slice(0, -2) : step;
+    const next: typeof found = [];
+    for (const f of found) {
+      const base = f.at ? `${f.at}.` : "";
+      if (typeof f.value !== "object" || f.value === null) {
+        next.push({ at: `${base}${key}`, value: undefined, present: false });
+        continue;
+      }
+      const obj = f.value as Record<string, unknown>;
+      if (key === "*") {
+        for (const [k, v] of Object.entries(obj)) next.push({ at: `${base}${k}`, value: v, present: true });
+        continue;
+      }
+      const present = Object.hasOwn(obj, key);
+      const v = obj[key];
+      if (each && Array.isArray(v))
+        v.forEach((x, i) => {
+          next.push({ at: `${base}${key}[${i}]`, value: x, present: true });
+        });
+      else next.push({ at: `${base}${key}`, value: v, present });
+    }
+    found = next;
+  }
+  return found;
+}
+
+/** Throws naming `jsonPath` and the field when `json` lacks a field the case reads (see CASE_FIELDS). */
+export function checkCaseFields(jsonPath: string, caseName: string, json: Record<string, unknown>): void {
+  for (const [path, kind] of CASE_FIELDS[caseName] ?? []) {
+    // Parents come first in CASE_FIELDS, so by now every parent is there with its type.
+    for (const { at, value, present } of valuesAt(json, path)) {
+      if (!present || value === undefined)
+        throw new Error(`${jsonPath}: missing field "${at}" (the ${caseName} case reads it)`);
+      if (!isKind(value, kind))
+        throw new Error(
+          `${jsonPath}: field "${at}" is ${kindOf(value)}, expected ${kind === "array" ? "an array" : kind === "object" ? "an object" : `a ${kind}`}`,
+        );
+    }
+  }
+}
+
+/**
+ * Reads a fixture directory. Errors name the file: no case.json, case.json not JSON, not an object, or
+ * missing a field its case reads (`<dir>/case.json: missing field "X"`), tensors.safetensors unreadable.
+ */
 export function loadFixture(dir: string): Fixture {
   const jsonPath = join(dir, "case.json");
   if (!existsSync(jsonPath)) throw new Error(`${dir}: not a parity case directory (no case.json)`);
-  const json = JSON.parse(readFileSync(jsonPath, "utf8"));
-  const caseName = json.case;
-  if (typeof caseName !== "string") throw new Error(`${jsonPath}: no "case" field`);
+  if (statSync(jsonPath).isDirectory()) throw new Error(`${jsonPath}: is a directory, not a file (EISDIR)`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(jsonPath, "utf8"));
+  } catch (e) {
+    throw new Error(`${jsonPath}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json))
+    throw new Error(`${jsonPath}: expected a JSON object, got ${kindOf(json)}`);
+  const obj = json as Record<string, unknown>;
+  const caseName = obj.case;
+  if (caseName === undefined) throw new Error(`${jsonPath}: missing field "case" (the case to run)`);
+  if (typeof caseName !== "string")
+    throw new Error(`${jsonPath}: field "case" is ${kindOf(caseName)}, expected a string`);
+  checkCaseFields(jsonPath, caseName, obj);
   const tensorsFile = join(dir, "tensors.safetensors");
-  const records = existsSync(tensorsFile) ? readSafetensorsIndex(tensorsFile).records : new Map();
-  const tol = json.tolerance ?? {};
+  let records = new Map<string, TensorRecord>();
+  if (existsSync(tensorsFile)) {
+    try {
+      records = readSafetensorsIndex(tensorsFile).records;
+    } catch (e) {
+      const msg = (e as Error).message;
+      throw new Error(msg.includes(tensorsFile) ? msg : `${tensorsFile}: ${msg}`);
+    }
+  }
+  const tol = (obj.tolerance ?? {}) as { atol?: unknown; rtol?: unknown };
   return {
     dir,
     caseName,

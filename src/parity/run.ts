@@ -34,7 +34,7 @@ export async function runParityCase(dir: string): Promise<CaseResult> {
   try {
     f = loadFixture(dir);
   } catch (e) {
-    return { dir, caseName: "?", comparisons: [], ok: false, error: (e as Error).message };
+    return { dir, caseName: "?", comparisons: [], ok: false, error: describeError(dir, e) };
   }
   const get = RUNNERS[f.caseName];
   if (!get) {
@@ -57,8 +57,24 @@ export async function runParityCase(dir: string): Promise<CaseResult> {
       error: comparisons.length === 0 ? "the case compared nothing" : undefined,
     };
   } catch (e) {
-    return { dir, caseName: f.caseName, comparisons: [], ok: false, error: (e as Error).stack ?? String(e) };
+    return { dir, caseName: f.caseName, comparisons: [], ok: false, error: describeError(dir, e) };
   }
+}
+
+/**
+ * One line for an error of a case: its message, led by the case directory unless it names it already. An
+ * error of the program rather than of the fixture (TypeError, RangeError, …) also gets the place it was thrown
+ * at, for a bug report; never the whole stack.
+ */
+export function describeError(dir: string, e: unknown): string {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const named = err.message.includes(dir) ? err.message : `${dir}: ${err.message}`;
+  if (!(err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError)) return named;
+  const frame = err.stack
+    ?.split("\n")
+    .map((l) => l.trim())
+    .find((l) => l.startsWith("at "));
+  return `${named} (${err.name}${frame ? ` ${frame}` : ""})`;
 }
 
 function fmt(x: number): string {
