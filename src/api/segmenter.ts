@@ -300,6 +300,12 @@ export class Segmenter {
     if (this.closed) throw new Error("segment: this Segmenter was disposed");
     const names = typeof classes === "string" ? parseClassList(classes) : [...classes];
     if (names.length === 0) throw new Error("segment: the class list is empty");
+    names.forEach((c, i) => {
+      if (typeof c !== "string" || c.split(",").every((s) => s.trim() === ""))
+        throw new Error(
+          `segment: class ${i + 1} of ${names.length} is empty (${JSON.stringify(c)}); every class needs a name`,
+        );
+    });
     const list = Array.isArray(image) ? (image as readonly ImageInput[]) : [image as ImageInput];
     const run = this.queue.then(async () => {
       const out: Segmentation[] = [];

@@ -49,6 +49,11 @@ describe("Segmenter", () => {
     );
     const seg = await Segmenter.create({ config: TINY, weights: "random" });
     assert.equal(seg.randomWeights, true);
+    await assert.rejects(seg.segment("assets/images/chelsea.png", []), /the class list is empty/);
+    await assert.rejects(
+      seg.segment("assets/images/chelsea.png", ["cat", " ", "dog"]),
+      /class 2 of 3 is empty/,
+    );
     await seg.dispose();
   });
 
