@@ -10,6 +10,14 @@
 // `PickleObject` that records the arguments, and BUILD only stores the state on it. Nothing is ever
 // imported, looked up or called by name. `onUnknownGlobal: "error"` turns such globals into errors instead
 // (TorchScript `__torch__.*` classes stay allowed with `torchScriptClasses: true`).
+//
+// LIMITS: nor does a pickle get to decide how much memory it takes. A string/bytes length beyond the input
+// is an error before anything is allocated; memo indices beyond what the input could number are refused;
+// MARKs nest at most MAX_PICKLE_NESTING deep; integer literals obey Python's 4300-digit limit and binary
+// ones are parsed in linear time; and every value made is counted against an allocation budget
+// (`maxAllocation`, by default proportional to the input and below the heap limit), so a few megabytes
+// of EMPTY_DICT opcodes are refused rather than exhausting the heap.
+import { getHeapStatistics } from "node:v8";
 import {
   contiguousStrides,
   numelOf,
@@ -333,6 +341,38 @@ export interface UnpickleOptions {
   onUnknownGlobal?: "placeholder" | "error";
   /** Treat `__torch__.*` (TorchScript) classes as expected: always inert objects, never an error. */
   torchScriptClasses?: boolean;
+  /**
+   * Bytes that exist from the start of `data` on, when `data` is only a prefix of them (a legacy
+   * checkpoint read in growing chunks). A length that runs past the data but not past this is reported
+   * as a PickleEOFError (read more and retry); one that runs past this too is corrupt, a plain error.
+   */
+  available?: number;
+  /**
+   * Roughly how many bytes of JavaScript heap the unpickled values may take (an estimate kept per
+   * object, string and container made). Default: 256 MiB + 16 bytes per input byte, and at most half the
+   * heap limit, so a pickle that only builds empty dicts is refused before it exhausts the heap.
+   */
+  maxAllocation?: number;
+}
+
+/** MARKs open at once. Python's pickler recurses per nesting level (limit 1000 by default). */
+export const MAX_PICKLE_NESTING = 10_000;
+
+/** Python refuses to convert integer literals longer than this (int_max_str_digits); so do we. */
+const MAX_INT_DIGITS = 4300;
+
+// Heap bytes per value made (V8, 64-bit, measured): what the allocation budget counts. Only values that
+// can outweigh the opcode bytes that make them are counted (a stack slot or a number cannot: ≤ 8× the
+// input); a state-dict pickle counts about 5 bytes per input byte, an EMPTY_DICT opcode 192.
+const COST_SLOT = 8;
+const COST_ARRAY = 40;
+const COST_MAP = 192;
+const COST_OBJECT = 96;
+const COST_STRING = 24;
+const COST_BUFFER = 104;
+
+function defaultAllocationBudget(inputBytes: number): number {
+  return Math.min(256 * 2 ** 20 + 16 * inputBytes, getHeapStatistics().heap_size_limit / 2);
 }
 
 /** Thrown when the pickle data ends before STOP (the file is truncated, or more data is needed). */
@@ -390,6 +430,11 @@ class Machine {
   /** Set by STOP, with the unpickled value. */
   stopped = false;
   value: unknown = undefined;
+  /** Estimated heap bytes made so far, and the most allowed. */
+  allocated = 0;
+  readonly budget: number;
+  /** Bytes that exist beyond `buf` (see UnpickleOptions.available). */
+  readonly available: number;
 
   constructor(
     data: Uint8Array,
@@ -399,6 +444,18 @@ class Machine {
     this.buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     this.ctx = { source: opts.source ?? "pickle" };
     this.pos = offset;
+    this.available = Math.max(opts.available ?? 0, this.buf.length);
+    this.budget = opts.maxAllocation ?? defaultAllocationBudget(this.available - offset);
+  }
+
+  /** Counts `bytes` of heap against the budget. */
+  charge(bytes: number): void {
+    this.allocated += bytes;
+    if (this.allocated > this.budget) {
+      throw this.error(
+        `unpickling would take more than ${mib(this.budget)} of memory (a pickle of ${this.available} bytes; corrupt or hostile file?)`,
+      );
+    }
   }
 
   /** An error naming the source and the current position. */
@@ -408,11 +465,20 @@ class Machine {
 
   need(k: number): void {
     const n = this.buf.length;
-    if (k < 0 || this.pos + k > n) {
-      throw new PickleEOFError(
-        `${this.ctx.source}: pickle data ends unexpectedly at byte ${n} (wanted ${k} more bytes at ${this.pos}; truncated file?)`,
+    if (k < 0 || this.pos + k > n) this.pastEnd(k);
+  }
+
+  /** `k` bytes wanted at `pos` are not in the buffer: more data may follow (EOF), or they cannot exist. */
+  pastEnd(k: number | bigint): never {
+    const n = this.buf.length;
+    if (n < this.available && BigInt(this.pos) + BigInt(k) > BigInt(this.available)) {
+      throw this.error(
+        `a length of ${k} bytes runs past the end of the data (${this.available - this.pos} bytes left; corrupt file?)`,
       );
     }
+    throw new PickleEOFError(
+      `${this.ctx.source}: pickle data ends unexpectedly at byte ${n} (wanted ${k} more bytes at ${this.pos}; truncated file?)`,
+    );
   }
 
   skip(k: number): void {
@@ -427,9 +493,17 @@ class Machine {
     return out;
   }
 
+  /** A copy of the next `k` bytes (BINBYTES and friends). */
+  bytes(k: number): Buffer {
+    this.need(k);
+    this.charge(COST_BUFFER + k);
+    return Buffer.from(this.take(k));
+  }
+
   /** `k` bytes as UTF-8 text. */
   utf8(k: number): string {
     this.need(k);
+    this.charge(COST_STRING + k);
     const s = this.buf.toString("utf8", this.pos, this.pos + k);
     this.pos += k;
     return s;
@@ -466,7 +540,7 @@ class Machine {
     this.need(8);
     const v = this.buf.readBigUInt64LE(this.pos);
     this.pos += 8;
-    if (v > BigInt(this.buf.length)) this.need(Number.MAX_SAFE_INTEGER);
+    if (v > BigInt(this.buf.length - this.pos)) this.pastEnd(v);
     return Number(v);
   }
 
@@ -485,6 +559,7 @@ class Machine {
         `${this.ctx.source}: pickle data ends unexpectedly at byte ${this.buf.length} (no newline after byte ${this.pos})`,
       );
     }
+    this.charge(COST_STRING + nl - this.pos);
     const s = this.buf.toString("latin1", this.pos, nl);
     this.pos = nl + 1;
     return s;
@@ -506,6 +581,9 @@ class Machine {
   }
 
   mark(): void {
+    if (this.metastack.length >= MAX_PICKLE_NESTING)
+      throw this.error(`pickle nests deeper than ${MAX_PICKLE_NESTING} levels (MARK)`);
+    this.charge(COST_ARRAY);
     this.metastack.push(this.stack);
     this.stack = [];
   }
@@ -523,6 +601,22 @@ class Machine {
     if (!this.memo.has(i)) throw this.error(`memo key ${i} not found`);
     return this.memo.get(i);
   }
+
+  /**
+   * PUT/BINPUT/LONG_BINPUT/MEMOIZE. Picklers number memo entries 0, 1, 2, … one per object, and every
+   * object takes at least a byte: an index beyond the pickle's length is corrupt or hostile.
+   */
+  memoPut(i: number): void {
+    if (i > this.available && i > 255) {
+      throw this.error(`memo index ${i} is larger than a pickle of ${this.available} bytes can use`);
+    }
+    this.charge(COST_SLOT * 2);
+    this.memo.set(i, this.top());
+  }
+}
+
+function mib(bytes: number): string {
+  return `${Math.round(bytes / 2 ** 20)} MiB`;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -537,6 +631,7 @@ function resolveGlobal(m: Machine, module: string, name: string): unknown {
     const [dtype, size] = STORAGE_CLASSES[name]!;
     return new TorchStorageType(name, dtype, size);
   }
+  m.charge(COST_OBJECT);
   const torchScript = mod === "__torch__" || mod.startsWith("__torch__.");
   if (m.opts.onUnknownGlobal === "error" && !(torchScript && m.opts.torchScriptClasses)) {
     throw m.error(`refusing pickled global ${key} (not on the allow-list of data constructors)`);
@@ -549,6 +644,7 @@ function resolveGlobal(m: Machine, module: string, name: string): unknown {
 function call(m: Machine, fn: unknown, args: unknown, kwargs?: Map<unknown, unknown>): unknown {
   const list = args === undefined || args === null ? [] : args;
   if (!Array.isArray(list)) throw m.error(`call arguments must be a tuple, got ${describe(args)}`);
+  m.charge(COST_OBJECT);
   if (fn instanceof AllowedGlobal) return fn.build(list, kwargs, m.ctx);
   if (fn instanceof PickleGlobal) return new PickleObject(fn.module, fn.name, list, kwargs);
   if (fn instanceof TorchStorageType) return new PickleObject("torch", fn.name, list, kwargs);
@@ -563,6 +659,7 @@ function setItems(m: Machine, target: unknown, items: unknown[]): void {
     target.dictItems ??= new Map();
     d = target.dictItems;
   } else throw m.error(`cannot set items on ${describe(target)}`);
+  m.charge(COST_SLOT * 2 * items.length);
   for (let i = 0; i < items.length; i += 2) d.set(items[i], items[i + 1]);
 }
 
@@ -572,7 +669,7 @@ function appendItems(m: Machine, target: unknown, items: unknown[]): void {
     for (const x of items) target.push(x);
   } else if (target instanceof PickleObject) {
     target.listItems ??= [];
-    target.listItems.push(...items);
+    for (const x of items) target.listItems.push(x);
   } else throw m.error(`cannot append to ${describe(target)}`);
 }
 
@@ -590,7 +687,22 @@ function persistent(m: Machine, pid: unknown): void {
   m.push(m.opts.persistentLoad(pid));
 }
 
-const tuple = (items: unknown[]): unknown[] => Object.freeze(items) as unknown[];
+function newArray(m: Machine, items: unknown[]): unknown[] {
+  m.charge(COST_ARRAY);
+  return items;
+}
+
+const tuple = (m: Machine, items: unknown[]): unknown[] => Object.freeze(newArray(m, items)) as unknown[];
+
+function newMap(m: Machine): Map<unknown, unknown> {
+  m.charge(COST_MAP);
+  return new Map();
+}
+
+function newSet(m: Machine, items: unknown[]): Set<unknown> {
+  m.charge(COST_MAP + COST_SLOT * 4 * items.length);
+  return new Set(items);
+}
 
 function textFloat(m: Machine, s: string): number {
   const v = Number(s);
@@ -600,7 +712,9 @@ function textFloat(m: Machine, s: string): number {
 
 function textInt(m: Machine, s: string): number | bigint {
   const t = s.trim();
-  if (!/^[+-]?\d+$/.test(t)) throw m.error(`bad integer literal ${JSON.stringify(s)}`);
+  if (!/^[+-]?\d+$/.test(t)) throw m.error(`bad integer literal ${JSON.stringify(s.slice(0, 40))}`);
+  if (t.length > MAX_INT_DIGITS + 1)
+    throw m.error(`integer literal of ${t.length} digits (Python's own limit is ${MAX_INT_DIGITS})`);
   return normInt(BigInt(t));
 }
 
@@ -610,11 +724,11 @@ function textIndex(m: Machine, s: string): number {
   return Number(t);
 }
 
-/** Two's-complement little-endian integer (LONG1/LONG4). */
-function intFromBytes(b: Buffer): number | bigint {
+/** Two's-complement little-endian integer (LONG1/LONG4), in linear time (one hex parse). */
+function intFromBytes(m: Machine, b: Buffer): number | bigint {
   if (b.length === 0) return 0;
-  let v = 0n;
-  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
+  m.charge(COST_STRING + b.length);
+  let v = BigInt(`0x${Buffer.from(b).reverse().toString("hex")}`);
   if (b[b.length - 1]! & 0x80) v -= 1n << BigInt(8 * b.length);
   return normInt(v);
 }
@@ -660,14 +774,14 @@ const OPCODES: readonly (readonly [opcode: number, name: string, handler: Handle
   [0x4a, "BININT", (m) => m.push(m.i32())],
   [0x4b, "BININT1", (m) => m.push(m.u8())],
   [0x4d, "BININT2", (m) => m.push(m.u16())],
-  [0x8a, "LONG1", (m) => m.push(intFromBytes(m.take(m.u8())))],
+  [0x8a, "LONG1", (m) => m.push(intFromBytes(m, m.take(m.u8())))],
   [
     0x8b,
     "LONG4",
     (m) => {
       const len = m.i32();
       if (len < 0) throw m.error("negative LONG4 length");
-      m.push(intFromBytes(m.take(len)));
+      m.push(intFromBytes(m, m.take(len)));
     },
   ],
   [
@@ -697,18 +811,18 @@ const OPCODES: readonly (readonly [opcode: number, name: string, handler: Handle
     },
   ],
   [0x55, "SHORT_BINSTRING", (m) => m.push(m.utf8(m.u8()))],
-  [0x42, "BINBYTES", (m) => m.push(Buffer.from(m.take(m.u32())))],
-  [0x43, "SHORT_BINBYTES", (m) => m.push(Buffer.from(m.take(m.u8())))],
-  [0x8e, "BINBYTES8", (m) => m.push(Buffer.from(m.take(m.u64())))],
-  [0x96, "BYTEARRAY8", (m) => m.push(Buffer.from(m.take(m.u64())))],
+  [0x42, "BINBYTES", (m) => m.push(m.bytes(m.u32()))],
+  [0x43, "SHORT_BINBYTES", (m) => m.push(m.bytes(m.u8()))],
+  [0x8e, "BINBYTES8", (m) => m.push(m.bytes(m.u64()))],
+  [0x96, "BYTEARRAY8", (m) => m.push(m.bytes(m.u64()))],
 
   // Dicts.
-  [0x7d, "EMPTY_DICT", (m) => m.push(new Map())],
+  [0x7d, "EMPTY_DICT", (m) => m.push(newMap(m))],
   [
     0x64,
     "DICT",
     (m) => {
-      const d = new Map<unknown, unknown>();
+      const d = newMap(m);
       setItems(m, d, m.popMark());
       m.push(d);
     },
@@ -732,8 +846,8 @@ const OPCODES: readonly (readonly [opcode: number, name: string, handler: Handle
   ],
 
   // Lists and tuples.
-  [0x5d, "EMPTY_LIST", (m) => m.push([])],
-  [0x6c, "LIST", (m) => m.push(m.popMark())],
+  [0x5d, "EMPTY_LIST", (m) => m.push(newArray(m, []))],
+  [0x6c, "LIST", (m) => m.push(newArray(m, m.popMark()))],
   [
     0x61,
     "APPEND",
@@ -750,16 +864,16 @@ const OPCODES: readonly (readonly [opcode: number, name: string, handler: Handle
       appendItems(m, m.top(), items);
     },
   ],
-  [0x29, "EMPTY_TUPLE", (m) => m.push(tuple([]))],
-  [0x74, "TUPLE", (m) => m.push(tuple(m.popMark()))],
-  [0x85, "TUPLE1", (m) => m.push(tuple([m.pop()]))],
+  [0x29, "EMPTY_TUPLE", (m) => m.push(tuple(m, []))],
+  [0x74, "TUPLE", (m) => m.push(tuple(m, m.popMark()))],
+  [0x85, "TUPLE1", (m) => m.push(tuple(m, [m.pop()]))],
   [
     0x86,
     "TUPLE2",
     (m) => {
       const b = m.pop();
       const a = m.pop();
-      m.push(tuple([a, b]));
+      m.push(tuple(m, [a, b]));
     },
   ],
   [
@@ -769,12 +883,12 @@ const OPCODES: readonly (readonly [opcode: number, name: string, handler: Handle
       const c = m.pop();
       const b = m.pop();
       const a = m.pop();
-      m.push(tuple([a, b, c]));
+      m.push(tuple(m, [a, b, c]));
     },
   ],
 
   // Sets.
-  [0x8f, "EMPTY_SET", (m) => m.push(new Set())],
+  [0x8f, "EMPTY_SET", (m) => m.push(newSet(m, []))],
   [
     0x90,
     "ADDITEMS",
@@ -782,16 +896,17 @@ const OPCODES: readonly (readonly [opcode: number, name: string, handler: Handle
       const items = m.popMark();
       const s = m.top();
       if (!(s instanceof Set)) throw m.error(`ADDITEMS on ${describe(s)}`);
+      m.charge(COST_SLOT * 4 * items.length);
       for (const x of items) s.add(x);
     },
   ],
-  [0x91, "FROZENSET", (m) => m.push(new Set(m.popMark()))],
+  [0x91, "FROZENSET", (m) => m.push(newSet(m, m.popMark()))],
 
   // The memo.
-  [0x71, "BINPUT", (m) => m.memo.set(m.u8(), m.top())],
-  [0x72, "LONG_BINPUT", (m) => m.memo.set(m.u32(), m.top())],
-  [0x70, "PUT", (m) => m.memo.set(textIndex(m, m.line()), m.top())],
-  [0x94, "MEMOIZE", (m) => m.memo.set(m.memo.size, m.top())],
+  [0x71, "BINPUT", (m) => m.memoPut(m.u8())],
+  [0x72, "LONG_BINPUT", (m) => m.memoPut(m.u32())],
+  [0x70, "PUT", (m) => m.memoPut(textIndex(m, m.line()))],
+  [0x94, "MEMOIZE", (m) => m.memoPut(m.memo.size)],
   [0x68, "BINGET", (m) => m.push(m.memoGet(m.u8()))],
   [0x6a, "LONG_BINGET", (m) => m.push(m.memoGet(m.u32()))],
   [0x67, "GET", (m) => m.push(m.memoGet(textIndex(m, m.line())))],

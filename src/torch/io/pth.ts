@@ -149,7 +149,9 @@ function loadZip(file: string, opts: ReadTorchCheckpointOptions): TorchPickleCon
   const prefix = pkl.name.slice(0, pkl.name.length - "data.pkl".length);
   const byteorder = zip.entries.get(`${prefix}byteorder`);
   if (byteorder) {
-    const order = readEntry(zip, byteorder).toString("latin1").trim();
+    const order = readEntry(zip, byteorder, { maxBytes: 64, what: "the byteorder record" })
+      .toString("latin1")
+      .trim();
     if (order !== "little") {
       throw new Error(
         `${file}: the checkpoint was written on a ${order}-endian machine (byteorder "${order}"); only little-endian checkpoints are supported`,
@@ -173,7 +175,9 @@ function loadZip(file: string, opts: ReadTorchCheckpointOptions): TorchPickleCon
         throw new Error(`${file}: storage "${s.key}" is missing (no entry "${name}")`);
       const range = storedEntryRange(zip, name);
       const want = s.numel * s.type.itemSize;
-      if (range.length < want) {
+      // torch.save writes each storage as exactly its nbytes (numel × itemsize); any other size is a
+      // corrupt or tampered archive, and tensors would read bytes that are not theirs.
+      if (range.length !== want) {
         throw new Error(
           `${file}: entry "${name}" has ${range.length} bytes but storage "${s.key}" (torch.${s.type.name}, ${s.numel} elements) needs ${want}`,
         );
@@ -188,7 +192,7 @@ function loadZip(file: string, opts: ReadTorchCheckpointOptions): TorchPickleCon
       onUnknownGlobal: opts.onUnknownGlobal,
       torchScriptClasses: torchscript,
     };
-    return unpickle(readEntry(zip, entry), uopts);
+    return unpickle(readEntry(zip, entry, { what: "a pickle" }), uopts);
   };
 
   const object = load(pkl, "data");
@@ -213,7 +217,7 @@ function readScriptClasses(zip: ZipArchive, prefix: string): Map<string, ScriptC
     if (!e.name.startsWith(codeDir) || !e.name.endsWith(".py")) continue;
     let text: string;
     try {
-      text = readEntry(zip, e).toString("utf8");
+      text = readEntry(zip, e, { maxBytes: 16 * 2 ** 20, what: "a TorchScript code file" }).toString("utf8");
     } catch {
       continue; // code is only used to order/select tensors; fall back to attribute scanning
     }
@@ -246,6 +250,8 @@ function readScriptClasses(zip: ZipArchive, prefix: string): Map<string, ScriptC
 
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL_VERSION = 1001;
+/** The pickles of a legacy checkpoint are read into memory; like a zip's data.pkl, at most this much. */
+const MAX_LEGACY_PICKLE_BYTES = 2 ** 30;
 
 function loadLegacy(file: string, opts: ReadTorchCheckpointOptions): TorchPickleContents {
   const fd = openSync(file, "r");
@@ -256,16 +262,22 @@ function loadLegacy(file: string, opts: ReadTorchCheckpointOptions): TorchPickle
     closeSync(fd);
   }
   // The pickles come first and their length is only known by parsing them: read a prefix and grow it
-  // until they parse.
-  let chunk = Math.min(size, 1 << 20);
+  // until they parse (a length past the end of the file is an error at once, not a reason to grow).
+  const limit = Math.min(size, MAX_LEGACY_PICKLE_BYTES);
+  let chunk = Math.min(limit, 1 << 20);
   for (;;) {
     const data = readBytes(file, 0, chunk);
     try {
       return parseLegacy(file, data, size, opts);
     } catch (e) {
-      if (e instanceof PickleEOFError && chunk < size) {
-        chunk = Math.min(size, chunk * 4);
+      if (e instanceof PickleEOFError && chunk < limit) {
+        chunk = Math.min(limit, chunk * 4);
         continue;
+      }
+      if (e instanceof PickleEOFError && chunk < size) {
+        throw new Error(
+          `${file}: the pickles of this legacy checkpoint do not end within its first ${MAX_LEGACY_PICKLE_BYTES} bytes (corrupt file?)`,
+        );
       }
       if (e instanceof PickleEOFError) throw new Error(`${file}: truncated legacy checkpoint (${e.message})`);
       throw e;
@@ -280,17 +292,18 @@ function parseLegacy(
   opts: ReadTorchCheckpointOptions,
 ): TorchPickleContents {
   const source = file;
-  const magic = unpickleAt(data, 0, { source });
+  const available = size;
+  const magic = unpickleAt(data, 0, { source, available });
   if (magic.value !== LEGACY_MAGIC) {
     throw new Error(
       `${file}: not a PyTorch checkpoint (a pickle, but without torch.save's legacy magic number)`,
     );
   }
-  const version = unpickleAt(data, magic.end, { source });
+  const version = unpickleAt(data, magic.end, { source, available });
   if (version.value !== LEGACY_PROTOCOL_VERSION) {
     throw new Error(`${file}: unsupported legacy checkpoint protocol version ${String(version.value)}`);
   }
-  const sysInfo = unpickleAt(data, version.end, { source });
+  const sysInfo = unpickleAt(data, version.end, { source, available });
   if (sysInfo.value instanceof Map && sysInfo.value.get("little_endian") === false) {
     throw new Error(
       `${file}: the checkpoint was written on a big-endian machine; only little-endian checkpoints are supported`,
@@ -305,9 +318,9 @@ function parseLegacy(
     if (!roots.has(s.key)) roots.set(s.key, { type: s.type, numel: s.numel });
     return new TorchStorage(file, s.key, s.type, 0, Number.MAX_SAFE_INTEGER, s.location);
   };
-  const uopts = { source, onUnknownGlobal: opts.onUnknownGlobal };
+  const uopts = { source, available, onUnknownGlobal: opts.onUnknownGlobal };
   const pass1 = unpickleAt(data, objStart, { ...uopts, persistentLoad: scan });
-  const keysPickle = unpickleAt(data, pass1.end, { source });
+  const keysPickle = unpickleAt(data, pass1.end, { source, available });
   if (!Array.isArray(keysPickle.value))
     throw new Error(`${file}: corrupt legacy checkpoint (no storage key list)`);
 

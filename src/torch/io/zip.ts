@@ -2,13 +2,17 @@
 // end-of-central-directory record (ZIP64 included), the central directory and every local header, and
 // reports where each entry's data starts in the file, so that stored (uncompressed) tensor entries can be
 // memory-mapped in place. Deflated entries can be read whole with `readEntry` (meant for small pickles
-// and code files). Errors name the file.
+// and code files), never inflating more than the entry declares nor more than the caller allows: a
+// 3 MB archive whose data.pkl inflates to 3 GiB is refused from its directory. Errors name the file.
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { crc32, inflateRawSync } from "node:zlib";
 
 /** ZIP compression methods this reader knows. */
 export const ZIP_STORED = 0;
 export const ZIP_DEFLATED = 8;
+
+/** The most `readEntry` reads into memory unless told otherwise (pickles and code files are far smaller). */
+export const MAX_ENTRY_BYTES = 2 ** 30;
 
 export interface ZipEntry {
   name: string;
@@ -216,6 +220,12 @@ export function readZipArchive(file: string): ZipArchive {
         );
       }
       e.dataOffset = e.localHeaderOffset + 30 + lh.readUInt16LE(26) + lh.readUInt16LE(28);
+      if (e.method === ZIP_STORED && e.compressedSize !== e.uncompressedSize) {
+        // A stored entry is mapped by its uncompressed size: it must be the bytes it occupies.
+        throw new Error(
+          `${file}: stored entry "${e.name}" declares ${e.uncompressedSize} bytes but occupies ${e.compressedSize} (corrupt ZIP)`,
+        );
+      }
       if (e.dataOffset + e.compressedSize > size) {
         throw new Error(
           `${file}: entry "${e.name}" ends at byte ${e.dataOffset + e.compressedSize} but the file has ${size} bytes (truncated file?)`,
@@ -235,9 +245,26 @@ function getEntry(zip: ZipArchive, entry: ZipEntry | string): ZipEntry {
   return e;
 }
 
-/** Reads and (if deflated) inflates a whole entry, checking its size and CRC. For small entries only. */
-export function readEntry(zip: ZipArchive, entry: ZipEntry | string): Buffer {
+export interface ReadEntryOptions {
+  /** Refuse entries that declare more bytes than this (default MAX_ENTRY_BYTES, 1 GiB). */
+  maxBytes?: number;
+  /** What the entry is, for the error message (default "an archive entry"). */
+  what?: string;
+}
+
+/**
+ * Reads and (if deflated) inflates a whole entry, checking its size and CRC. For small entries only: the
+ * entry's declared size is checked against `maxBytes` before anything is read, and inflating stops as
+ * soon as the output would exceed the declared size, into one buffer of exactly that size.
+ */
+export function readEntry(zip: ZipArchive, entry: ZipEntry | string, opts: ReadEntryOptions = {}): Buffer {
   const e = getEntry(zip, entry);
+  const limit = opts.maxBytes ?? MAX_ENTRY_BYTES;
+  if (e.uncompressedSize > limit) {
+    throw new Error(
+      `${zip.file}: entry "${e.name}" declares ${e.uncompressedSize} bytes uncompressed, more than the ${formatBytes(limit)} allowed for ${opts.what ?? "an archive entry"} (a decompression bomb or a corrupt archive?)`,
+    );
+  }
   const fd = openSync(zip.file, "r");
   let raw: Buffer;
   try {
@@ -249,9 +276,17 @@ export function readEntry(zip: ZipArchive, entry: ZipEntry | string): Buffer {
   if (e.method === ZIP_STORED) {
     data = raw;
   } else if (e.method === ZIP_DEFLATED) {
+    // One output chunk one byte larger than the declared size: a stream that inflates to the declared
+    // size fits it (no second buffer, no concatenation), and one that goes on is stopped at that byte.
+    const declared = Math.max(1, e.uncompressedSize);
     try {
-      data = inflateRawSync(raw, { maxOutputLength: Math.max(1, e.uncompressedSize) });
+      data = inflateRawSync(raw, { maxOutputLength: declared, chunkSize: Math.max(64, declared + 1) });
     } catch (err) {
+      if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+        throw new Error(
+          `${zip.file}: entry "${e.name}" inflates to more than the ${e.uncompressedSize} bytes its directory declares (a decompression bomb or a corrupt archive?)`,
+        );
+      }
       throw new Error(`${zip.file}: cannot inflate entry "${e.name}" (${(err as Error).message})`);
     }
   } else {
@@ -283,4 +318,10 @@ export function storedEntryRange(
     );
   }
   return { offset: e.dataOffset, length: e.uncompressedSize };
+}
+
+function formatBytes(n: number): string {
+  if (n >= 2 ** 30 && n % 2 ** 30 === 0) return `${n / 2 ** 30} GiB`;
+  if (n >= 2 ** 20 && n % 2 ** 20 === 0) return `${n / 2 ** 20} MiB`;
+  return `${n} bytes`;
 }

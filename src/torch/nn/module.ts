@@ -1,11 +1,29 @@
 // nn.Module: parameters, buffers and children with PyTorch's dotted state_dict names, train/eval,
 // strict state-dict loading whose errors name every key and both shapes.
 import { type Device, type DType, isFloating } from "../dtype.js";
-import { keep, noGrad, type Tensor } from "../tensor.js";
+import { keep, noGrad, type Tensor, tidy } from "../tensor.js";
 
 export type StateDict = Map<string, Tensor>;
 
-/** A state-dict mismatch: lists missing and unexpected keys and every shape disagreement. */
+/** Keys listed in a StateDictError message per kind; the rest are counted (DEDOS_VERBOSE=1 lists all). */
+const LISTED_KEYS = 10;
+
+function verbose(): boolean {
+  const v = process.env.DEDOS_VERBOSE;
+  return v !== undefined && v !== "" && v !== "0";
+}
+
+/** The first LISTED_KEYS items and "… and N more" (all of them when DEDOS_VERBOSE is set). */
+function summarise(xs: string[]): string[] {
+  return xs.length > LISTED_KEYS && !verbose()
+    ? [...xs.slice(0, LISTED_KEYS), `… and ${xs.length - LISTED_KEYS} more`]
+    : xs;
+}
+
+/**
+ * A state-dict mismatch: missing and unexpected keys and shape disagreements. The message lists the first
+ * ten of each kind with counts (DEDOS_VERBOSE=1 lists everything); the full lists are on the error.
+ */
 export class StateDictError extends Error {
   constructor(
     readonly source: string,
@@ -14,18 +32,54 @@ export class StateDictError extends Error {
     readonly shapeMismatches: { key: string; expected: number[]; got: number[] }[],
   ) {
     const lines: string[] = [];
-    const list = (xs: string[]) =>
-      (xs.length > 12 ? [...xs.slice(0, 12), `… ${xs.length - 12} more`] : xs).join(", ");
-    for (const m of shapeMismatches) {
-      lines.push(
+    const shapes = shapeMismatches.map(
+      (m) =>
         `  ${m.key}: the model expects shape [${m.expected.join(", ")}], ${source} has [${m.got.join(", ")}]`,
+    );
+    if (shapes.length > LISTED_KEYS && !verbose())
+      lines.push(
+        ...shapes.slice(0, LISTED_KEYS),
+        `  … and ${shapes.length - LISTED_KEYS} more shape mismatches`,
       );
-    }
-    if (missing.length) lines.push(`  missing in ${source} (${missing.length}): ${list(missing)}`);
+    else lines.push(...shapes);
+    if (missing.length)
+      lines.push(`  missing in ${source} (${missing.length}): ${summarise(missing).join(", ")}`);
     if (unexpected.length)
-      lines.push(`  unexpected in ${source} (${unexpected.length}): ${list(unexpected)}`);
+      lines.push(`  unexpected in ${source} (${unexpected.length}): ${summarise(unexpected).join(", ")}`);
+    const all = Math.max(missing.length, unexpected.length, shapeMismatches.length);
+    if (all > LISTED_KEYS && !verbose())
+      lines.push(
+        "  (set DEDOS_VERBOSE=1 for the full list; it is also on the error: missing, unexpected, mismatched)",
+      );
     super(`state dict from ${source} does not fit the model:\n${lines.join("\n")}`);
     this.name = "StateDictError";
+  }
+
+  /** The keys whose shapes disagree (details in `shapeMismatches`). */
+  get mismatched(): string[] {
+    return this.shapeMismatches.map((m) => m.key);
+  }
+}
+
+/**
+ * A state dict whose keys and shapes fit but whose values cannot be right: integer or bool data for a
+ * floating-point parameter, or NaN/Inf values. `problems` has every offending key.
+ */
+export class StateDictValueError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: { key: string; problem: string }[],
+  ) {
+    const lines = problems.map((p) => `  ${p.key}: ${p.problem}`);
+    const shown =
+      lines.length > LISTED_KEYS && !verbose()
+        ? [
+            ...lines.slice(0, LISTED_KEYS),
+            `  … and ${lines.length - LISTED_KEYS} more (DEDOS_VERBOSE=1 lists all)`,
+          ]
+        : lines;
+    super(`state dict from ${source} has unusable values:\n${shown.join("\n")}`);
+    this.name = "StateDictValueError";
   }
 }
 
@@ -34,6 +88,32 @@ export interface LoadStateDictOptions {
   strict?: boolean;
   /** Names the origin (a file path) in error messages. */
   source?: string;
+  /**
+   * Load floating-point values that are NaN or ±Inf (refused by default: such weights make a model
+   * predict one class everywhere). DEDOS_ALLOW_NONFINITE=1 sets it too.
+   */
+  allowNonFinite?: boolean;
+}
+
+/**
+ * What is wrong with `src` as the value of the model's `own` tensor, or undefined. A floating-point
+ * parameter or buffer takes floating-point data only; floating values must be finite unless allowed.
+ * Finiteness costs one reduction: a plain sum is finite exactly when every value is, unless it overflows,
+ * and only then are NaN and Inf counted one by one. Measured on two cores for a ViT-B-size state dict
+ * (150 M values): 45 ms as float32 (600 MB, about as long as the copy itself), 300 ms as float16.
+ */
+function valueProblem(own: Tensor, src: Tensor, source: string, allowNonFinite: boolean): string | undefined {
+  if (!isFloating(own.dtype)) return undefined;
+  if (!isFloating(src.dtype)) {
+    return `${source} has ${src.dtype} data for the model's ${own.dtype} parameter (integer or bool tensors are not loaded into floating-point ones)`;
+  }
+  if (allowNonFinite || src.numel === 0) return undefined;
+  const total = tidy(() => src.sum().item());
+  if (Number.isFinite(total)) return undefined;
+  const [bad, nan] = tidy(() => [src.numel - src.isfinite().sum().item(), src.isnan().sum().item()]);
+  if (bad === 0) return undefined; // the sum overflowed; every value is finite
+  const counts = [nan ? `${nan} NaN` : "", bad - nan ? `${bad - nan} Inf` : ""].filter(Boolean).join(" and ");
+  return `${source} has ${counts} among its ${src.numel} values (pass allowNonFinite: true or set DEDOS_ALLOW_NONFINITE=1 to load them anyway)`;
 }
 
 export abstract class Module {
@@ -109,7 +189,9 @@ export abstract class Module {
 
   /**
    * Copies tensors from `sd` into this module's parameters and buffers (converting dtype and device).
-   * Throws a StateDictError naming every missing/unexpected key (when strict) and every shape mismatch.
+   * Throws a StateDictError naming the missing/unexpected keys (when strict) and the shape mismatches,
+   * and a StateDictValueError for integer data given to floating-point tensors and for NaN/Inf values
+   * (unless `allowNonFinite`); either way before anything is copied.
    */
   loadStateDict(
     sd: Map<string, Tensor>,
@@ -129,6 +211,15 @@ export abstract class Module {
     if (mismatches.length || (strict && (missing.length || unexpected.length))) {
       throw new StateDictError(source, strict ? missing : [], strict ? unexpected : [], mismatches);
     }
+    const env = process.env.DEDOS_ALLOW_NONFINITE;
+    const allowNonFinite = opts.allowNonFinite ?? (env !== undefined && env !== "" && env !== "0");
+    const problems: { key: string; problem: string }[] = [];
+    for (const [k, t] of own) {
+      const src = sd.get(k);
+      const problem = src && valueProblem(t, src, source, allowNonFinite);
+      if (problem) problems.push({ key: k, problem });
+    }
+    if (problems.length) throw new StateDictValueError(source, problems);
     noGrad(() => {
       for (const [k, t] of own) {
         const src = sd.get(k);
