@@ -3,9 +3,9 @@ import { createHash } from "node:crypto";
 import { mkdirSync, statSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { Segmenter } from "../api/segmenter.js";
+import { type Segmentation, Segmenter } from "../api/segmenter.js";
 import { parseClassList, readClassFile } from "../data/classes.js";
-import { readImageFile } from "../data/image-decode.js";
+import { type RgbImage, readImageFile } from "../data/image-decode.js";
 import { type FileSetEntry, writeFileSetAtomic } from "../util/fs.js";
 import { Progress } from "../util/progress.js";
 import { encodeLabelPng, renderOverlay } from "../viz/overlay.js";
@@ -145,35 +145,15 @@ export async function segmentCommand(argv: string[]): Promise<number> {
     console.error("dedos segment: give exactly one of --classes or --classes-file");
     return 2;
   }
-  let classes: string[];
-  try {
-    classes =
-      values.classes !== undefined
-        ? parseClassList(values.classes, { source: "--classes" })
-        : readClassFile(values["classes-file"]!);
-  } catch (e) {
-    const msg = (e as Error).message;
-    console.error(
-      `dedos segment: ${values.classes === undefined && !msg.includes(values["classes-file"]!) ? `--classes-file ${values["classes-file"]}: ` : ""}${msg}`,
-    );
-    return 2;
-  }
+  const classes = readClasses(values.classes, values["classes-file"]);
+  if (!classes) return 2;
   const window = values.window ?? "catseg";
   if (window !== "catseg" && window !== "dedos") {
     console.error(`dedos segment: --window must be catseg or dedos, not '${window}'`);
     return 2;
   }
-  const outDir = resolve(values.out ?? "out");
-  try {
-    mkdirSync(outDir, { recursive: true });
-    if (!statSync(outDir).isDirectory()) throw Object.assign(new Error("not a folder"), { code: "ENOTDIR" });
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    console.error(
-      `dedos segment: --out ${outDir}: ${code === "EEXIST" || code === "ENOTDIR" ? "a file is in the way of the output folder" : `cannot create the output folder (${code ?? (e as Error).message})`}`,
-    );
-    return 2;
-  }
+  const outDir = outputFolder(values.out ?? "out");
+  if (!outDir) return 2;
   const names = outputNames(positionals, outDir);
   for (const n of names)
     if (n.note) console.log(`note: ${n.input} is written as ${join(outDir, n.name)}.* (${n.note})`);
@@ -208,39 +188,10 @@ export async function segmentCommand(argv: string[]): Promise<number> {
           throw new Error(`${file}: is a directory, not an image file (EISDIR)`);
         const rgb = await readImageFile(file); // decode once; a bad file is reported here by name
         const r = await seg.segment(rgb, classes, { scores: values.scores });
-        const base = join(outDir, name);
-        const summary = {
-          image: file,
-          output: name,
-          size: [r.width, r.height],
+        await writeOutputs(join(outDir, name), name, file, rgb, r, {
           weights: values.weights ?? "random",
-          classes: r.classes,
-          present: r.present.map((p) => ({
-            class: p.name,
-            index: p.index,
-            pixels: p.pixels,
-            share: Number(p.share.toFixed(6)),
-          })),
-        };
-        const overlay = await renderOverlay(rgb, r.labels, r.classes, {
           title: seg.randomWeights ? "RANDOM weights (pipeline demo)" : basename(file),
         });
-        const set: FileSetEntry[] = [
-          { file: `${base}.labels.png`, data: await encodeLabelPng(r.labels, r.width, r.height) },
-          { file: `${base}.overlay.png`, data: overlay.png },
-          r.scores
-            ? {
-                file: `${base}.scores.bin`,
-                data: new Uint8Array(r.scores.buffer, r.scores.byteOffset, r.scores.byteLength),
-              }
-            : { file: `${base}.scores.bin`, remove: true }, // an older run's scores must not outlive its set
-          { file: `${base}.json`, data: `${JSON.stringify(summary, null, 2)}\n` },
-        ];
-        try {
-          await writeFileSetAtomic(set);
-        } catch (e) {
-          throw new Error(`${(e as Error).message}; no output of ${name}.* was changed`);
-        }
         progress.tick(true);
       } catch (e) {
         failed++;
@@ -253,4 +204,78 @@ export async function segmentCommand(argv: string[]): Promise<number> {
   }
   console.log(`segmented ${positionals.length - failed}/${positionals.length} image(s) into ${outDir}`);
   return failed > 0 ? 1 : 0;
+}
+
+/** The classes of --classes or --classes-file (exactly one), or undefined after printing why not. */
+function readClasses(typed: string | undefined, file: string | undefined): string[] | undefined {
+  if ((typed === undefined) === (file === undefined)) {
+    console.error("dedos segment: give exactly one of --classes or --classes-file");
+    return undefined;
+  }
+  try {
+    return typed !== undefined ? parseClassList(typed, { source: "--classes" }) : readClassFile(file!);
+  } catch (e) {
+    const msg = (e as Error).message;
+    console.error(
+      `dedos segment: ${typed === undefined && !msg.includes(file!) ? `--classes-file ${file}: ` : ""}${msg}`,
+    );
+    return undefined;
+  }
+}
+
+/** The output folder, created; undefined after printing why it cannot be. */
+function outputFolder(out: string): string | undefined {
+  const outDir = resolve(out);
+  try {
+    mkdirSync(outDir, { recursive: true });
+    if (!statSync(outDir).isDirectory()) throw Object.assign(new Error("not a folder"), { code: "ENOTDIR" });
+    return outDir;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    console.error(
+      `dedos segment: --out ${outDir}: ${code === "EEXIST" || code === "ENOTDIR" ? "a file is in the way of the output folder" : `cannot create the output folder (${code ?? (e as Error).message})`}`,
+    );
+    return undefined;
+  }
+}
+
+/** One image's outputs (labels PNG, overlay, scores, summary JSON), written as one atomic set. */
+async function writeOutputs(
+  base: string,
+  name: string,
+  file: string,
+  rgb: RgbImage,
+  r: Segmentation,
+  o: { weights: string; title: string },
+): Promise<void> {
+  const summary = {
+    image: file,
+    output: name,
+    size: [r.width, r.height],
+    weights: o.weights,
+    classes: r.classes,
+    present: r.present.map((p) => ({
+      class: p.name,
+      index: p.index,
+      pixels: p.pixels,
+      share: Number(p.share.toFixed(6)),
+    })),
+  };
+  const overlay = await renderOverlay(rgb, r.labels, r.classes, { title: o.title });
+  const set: FileSetEntry[] = [
+    { file: `${base}.labels.png`, data: await encodeLabelPng(r.labels, r.width, r.height) },
+    { file: `${base}.overlay.png`, data: overlay.png },
+    r.scores
+      ? {
+          file: `${base}.scores.bin`,
+          data: new Uint8Array(r.scores.buffer, r.scores.byteOffset, r.scores.byteLength),
+        }
+      : { file: `${base}.scores.bin`, remove: true }, // an older run's scores must not outlive its set
+    { file: `${base}.json`, data: `${JSON.stringify(summary, null, 2)}\n` },
+  ];
+  try {
+    await writeFileSetAtomic(set);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; no output of ${name}.* was changed`);
+  }
 }

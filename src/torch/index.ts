@@ -14,6 +14,7 @@ export {
   ModuleList,
   type StateDict,
   StateDictError,
+  StateDictValueError,
 } from "./nn/module.js";
 export * from "./optim.js";
 export * from "./tensor.js";
