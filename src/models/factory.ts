@@ -33,7 +33,7 @@ import { UNet2DConditionModel } from "../diffusion/unet.js";
 import { AutoencoderKL } from "../diffusion/vae.js";
 import { loadTextEncoderWeights, loadUNetWeights, loadVaeWeights } from "../diffusion/weights.js";
 import { readCheckpointRecords, releaseMappings, saveSafetensors, withCheckpoint } from "../torch/io/load.js";
-import type { Module } from "../torch/nn/module.js";
+import { buildAndLoad, type Module } from "../torch/nn/module.js";
 import { Generator, type Tensor } from "../torch/tensor.js";
 import { checkConfigShape } from "../util/config-shape.js";
 import { loadDiffusersFolder } from "./diffusers.js";
@@ -122,14 +122,10 @@ function createClip(o: CreateModelOptions, random: boolean): ClipModel {
       config = { vision: inferred.vision, text: inferred.text };
     }
     const cfg = config;
-    const m = new ClipModel(cfg, { init: "empty" });
-    try {
-      loadClipWeights(m, ckpt.tensors, { prefix, source: file });
-    } catch (e) {
-      m.dispose();
-      throw e;
-    }
-    return m.eval();
+    return buildAndLoad(
+      () => new ClipModel(cfg, { init: "empty" }),
+      (m) => loadClipWeights(m, ckpt.tensors, { prefix, source: file }),
+    );
   });
 }
 
@@ -147,14 +143,10 @@ function createDedos(o: CreateModelOptions, random: boolean, kind: WeightsKind):
     const cfg = o.config === undefined ? undefined : resolveDedosConfig(o.config);
     model = withCheckpoint(o.weights, (ckpt) => {
       const config = cfg ?? dedosConfigFromMetadata(ckpt.extra as Record<string, unknown>, o.weights);
-      const m = new DedosModel(config, { init: "empty" });
-      try {
-        m.loadStateDict(ckpt.tensors, { strict: true, source: o.weights });
-      } catch (e) {
-        m.dispose();
-        throw e;
-      }
-      return m.eval();
+      return buildAndLoad(
+        () => new DedosModel(config, { init: "empty" }),
+        (m) => m.loadStateDict(ckpt.tensors, { strict: true, source: o.weights }),
+      );
     });
   } else {
     if (!random && (kind !== "catseg" || o.config === undefined))
@@ -165,26 +157,22 @@ function createDedos(o: CreateModelOptions, random: boolean, kind: WeightsKind):
             : ""),
       );
     const config = resolveDedosConfig(o.config ?? "vitb_384");
-    model = new DedosModel(config, { generator: new Generator(o.seed ?? 0) });
-    try {
-      // A CAT-Seg checkpoint gives CLIP and the cost-aggregation head; the DEDOS modules start fresh.
-      const catseg = random ? o.startFrom?.catseg : o.weights;
-      if (catseg) loadWeights(model.catseg, catseg);
-      if (o.startFrom?.clip) loadWeights(model.catseg.clip, o.startFrom.clip);
-    } catch (e) {
-      model.dispose();
-      throw e;
-    }
+    model = buildAndLoad(
+      () => new DedosModel(config, { generator: new Generator(o.seed ?? 0) }),
+      (m) => {
+        // A CAT-Seg checkpoint gives CLIP and the cost-aggregation head; the DEDOS modules start fresh.
+        const catseg = random ? o.startFrom?.catseg : o.weights;
+        if (catseg) loadWeights(m.catseg, catseg);
+        if (o.startFrom?.clip) loadWeights(m.catseg.clip, o.startFrom.clip);
+      },
+    );
     if (random && o.startFrom) model.train();
-    else model.eval();
   }
-  try {
-    attachStableDiffusion(model, o);
-  } catch (e) {
-    model.dispose();
-    throw e;
-  }
-  return model;
+  const [m, training] = [model, model.training];
+  return buildAndLoad(
+    () => m,
+    (x) => attachStableDiffusion(x, o),
+  ).train(training);
 }
 
 /** Attaches the diffusion branch on `sd` (a folder it loads and owns, or components the caller owns). */
