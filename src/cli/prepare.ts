@@ -1,7 +1,6 @@
 // `dedos prepare <dataset> --root DIR [--split val|train|all]`: builds a benchmark's ground truth from the
 // downloaded files.
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { BENCHMARK_NAMES, BENCHMARKS, isBenchmarkName } from "../data/benchmarks.js";
 import {
   PREPARE_SPLIT_CHOICES,
@@ -12,6 +11,7 @@ import {
   prepareDataset,
   resolvePrepareSplits,
 } from "../data/prepare.js";
+import { parseCommandArgs } from "./options.js";
 
 const TRAIN_SPLITS = Object.keys(PREPARE_TRAIN_SIZES).join(", ");
 
@@ -47,16 +47,11 @@ train: ade150 20210, cocostuff171 118287).
 `;
 
 export async function prepareCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      help: { type: "boolean", short: "h" },
-      root: { type: "string" },
-      split: { type: "string", default: "val" },
-      force: { type: "boolean" },
-      "no-progress": { type: "boolean" },
-    },
+  const { values, positionals } = parseCommandArgs(argv, {
+    root: { type: "string" },
+    split: { type: "string", default: "val" },
+    force: { type: "boolean" },
+    "no-progress": { type: "boolean" },
   });
   if (values.help) {
     console.log(HELP);

@@ -2,7 +2,6 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, statSync } from "node:fs";
 import { basename, extname, join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { type Segmentation, Segmenter } from "../api/segmenter.js";
 import { parseClassList, readClassFile } from "../data/classes.js";
 import { type RgbImage, readImageFile } from "../data/image-decode.js";
@@ -10,7 +9,7 @@ import { type FileSetEntry, writeFileSetAtomic } from "../util/fs.js";
 import { Progress } from "../util/progress.js";
 import { encodeLabelPng, renderOverlay } from "../viz/overlay.js";
 import { configOfWeight } from "../weights/index.js";
-import { parseModelKind } from "./options.js";
+import { parseCommandArgs, parseModelKind } from "./options.js";
 import { weightsArg } from "./weight-args.js";
 
 const HELP = `dedos segment <images...> — label every pixel with the classes you name
@@ -116,22 +115,17 @@ function imageError(file: string, e: unknown): string {
 }
 
 export async function segmentCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      help: { type: "boolean", short: "h" },
-      classes: { type: "string" },
-      "classes-file": { type: "string" },
-      weights: { type: "string" },
-      sd: { type: "string" },
-      model: { type: "string" },
-      config: { type: "string" },
-      window: { type: "string" },
-      device: { type: "string" },
-      out: { type: "string" },
-      scores: { type: "boolean" },
-    },
+  const { values, positionals } = parseCommandArgs(argv, {
+    classes: { type: "string" },
+    "classes-file": { type: "string" },
+    weights: { type: "string" },
+    sd: { type: "string" },
+    model: { type: "string" },
+    config: { type: "string" },
+    window: { type: "string" },
+    device: { type: "string" },
+    out: { type: "string" },
+    scores: { type: "boolean" },
   });
   if (values.help) {
     console.log(HELP);

@@ -1,5 +1,4 @@
 // `dedos weights list | fetch NAME… | path NAME | verify [NAME…]`: real weights by name, cached on disk.
-import { parseArgs } from "node:util";
 import { formatSeconds } from "../util/progress.js";
 import { cacheDir, fileState, verifyWeights } from "../weights/cache.js";
 import { type FetchProgress, fetchWeights, isOffline } from "../weights/download.js";
@@ -11,6 +10,7 @@ import {
   type WeightEntry,
   weightNames,
 } from "../weights/registry.js";
+import { parseCommandArgs } from "./options.js";
 
 const HELP = `dedos weights — real weights by name: list, fetch into the cache, print the path, verify
 
@@ -50,14 +50,9 @@ Environment:
 Exit codes: 0 done, 1 a download or verification failed, 2 bad usage or an unknown name.`;
 
 export async function weightsCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      help: { type: "boolean", short: "h" },
-      json: { type: "boolean" },
-      "no-progress": { type: "boolean" },
-    },
+  const { values, positionals } = parseCommandArgs(argv, {
+    json: { type: "boolean" },
+    "no-progress": { type: "boolean" },
   });
   const [sub, ...names] = positionals;
   if (values.help || sub === "help") {

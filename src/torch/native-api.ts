@@ -52,6 +52,17 @@ export type NativeAllocatorStats = {
   newBytes: number;
 };
 
+/** A 2-D convolution's arguments: input, weight, bias, then stride, padding, dilation, groups. */
+type ConvArgs = [
+  x: NativeTensor,
+  weight: NativeTensor,
+  bias: NativeTensor | null,
+  stride: NativeInts,
+  padding: NativeInts,
+  dilation: NativeInts,
+  groups: number,
+];
+
 /**
  * Every function the addon exports. Arguments marked `| null` may be null (or, when last, left out) for
  * "none"; `isTensor` flags say whether the preceding operand is a tensor handle or a scalar. Ops that return
@@ -362,15 +373,7 @@ export interface NativeAddon {
   bernoulli(like: NativeTensor, p: number, generator?: NativeExternal | null): NativeTensor;
 
   // ---- nn.cpp ----
-  conv2d(
-    x: NativeTensor,
-    weight: NativeTensor,
-    bias: NativeTensor | null,
-    stride: NativeInts,
-    padding: NativeInts,
-    dilation: NativeInts,
-    groups: number,
-  ): NativeTensor;
+  conv2d(...a: ConvArgs): NativeTensor;
   convTranspose2d(
     x: NativeTensor,
     weight: NativeTensor,
@@ -556,15 +559,7 @@ export interface NativeAddon {
   // ---- gemm.cpp ----
   linear(x: NativeTensor, weight: NativeTensor, bias: NativeTensor | null): NativeTensor;
   linearInference(x: NativeTensor, weight: NativeTensor, bias: NativeTensor | null): NativeTensor;
-  conv2dInference(
-    x: NativeTensor,
-    weight: NativeTensor,
-    bias: NativeTensor | null,
-    stride: NativeInts,
-    padding: NativeInts,
-    dilation: NativeInts,
-    groups: number,
-  ): NativeTensor;
+  conv2dInference(...a: ConvArgs): NativeTensor;
   /** Unmasked attention on the fast path, or null when it does not apply. */
   attentionInference(q: NativeTensor, k: NativeTensor, v: NativeTensor, scale: number): NativeTensor | null;
   setInferenceGemm(enabled: boolean): void;
