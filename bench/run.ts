@@ -6,7 +6,17 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** Cheapest first; full-size needs real-size random weights (minutes and several GB). */
-const BENCHES = ["engine", "clip", "diffusion", "segment", "segmenter", "dedos", "train", "eval", "full-size"];
+const BENCHES = [
+  "engine",
+  "clip",
+  "diffusion",
+  "segment",
+  "segmenter",
+  "dedos",
+  "train",
+  "eval",
+  "full-size",
+];
 
 const here = dirname(fileURLToPath(import.meta.url));
 const asked = process.argv.slice(2);

@@ -299,6 +299,9 @@ describe("DEDOS weights and the Segmenter", () => {
     const m2 = new DedosModel(tinyDedosConfig(), { generator: new Generator(23) });
     saveModel(m2, diffusionFile);
     m2.dispose();
-    await assert.rejects(() => Segmenter.create({ weights: diffusionFile }), /Stable Diffusion at inference.*--sd/);
+    await assert.rejects(
+      () => Segmenter.create({ weights: diffusionFile }),
+      /Stable Diffusion at inference.*--sd/,
+    );
   });
 });
