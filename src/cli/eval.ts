@@ -8,18 +8,23 @@ import { type BenchmarkEvaluation, evaluate, listSplit } from "../eval/evaluate.
 import type { MiouDefinition } from "../eval/semseg-metrics.js";
 import * as dist from "../torch/distributed.js";
 import { Progress } from "../util/progress.js";
+import { configOfWeight } from "../weights/index.js";
 import { inProcessGroup, launchWorkers, parseLaunchFlags, shouldLaunch } from "./launch.js";
 import { parseModelKind } from "./options.js";
+import { weightsArg } from "./weight-args.js";
 
 const HELP = `dedos eval --dataset NAME --root DIR [options] — mIoU on a prepared benchmark
 
   --dataset NAME        ${BENCHMARK_NAMES.join(", ")}
   --root DIR            datasets root (as given to dedos prepare) or the dataset folder itself
-  --weights FILE        CAT-Seg checkpoint (model_final.pth) or DEDOS weights (model_final.safetensors);
+  --weights NAME|FILE   catseg-vitb / catseg-vitl (fetched into the cache on first use; dedos weights list),
+                        a CAT-Seg checkpoint (model_final.pth) or DEDOS weights (model_final.safetensors);
                         none = random weights
-  --sd DIR              Stable Diffusion 2-base in diffusers layout (DEDOS reads it at inference)
+  --sd NAME|DIR         Stable Diffusion 2-base: sd2-base (fetched on first use) or a folder in diffusers
+                        layout (DEDOS reads it at inference)
   --model catseg|dedos  the architecture without weights (default catseg)
-  --config NAME|FILE    vitb_384 (default), vitl_336, or a JSON config
+  --config NAME|FILE    vitb_384, vitl_336, or a JSON config (default: the one of a registered --weights
+                        name, e.g. vitl_336 for catseg-vitl; else vitb_384)
   --window catseg|dedos sliding window (default catseg: kernel 384, overlap 1/3, plus a global view)
   --limit N             only the first N images (a quick look)
   --out DIR             where metrics.json, per_class_iou.csv and per_class_iou.md go (default out/eval/NAME)
@@ -33,7 +38,7 @@ Metrics follow detectron2's SemSegEvaluator exactly (ignore label per benchmark,
 
 Example:
   dedos prepare ade150 --root ~/datasets
-  dedos eval --dataset ade150 --root ~/datasets --weights model_final.pth --limit 50
+  dedos eval --dataset ade150 --root ~/datasets --weights catseg-vitb --limit 50
 `;
 
 type EvalValues = ReturnType<typeof parseEvalArgs>;
@@ -96,6 +101,9 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const launch = parseLaunchFlags(values);
   if (shouldLaunch(launch)) {
     listSplit(spec, values.root); // fail here, once, if the folders are missing
+    // Registered weight names are fetched here, once; the workers find them in the cache.
+    await weightsArg(values.weights);
+    await weightsArg(values.sd);
     await launchWorkers("eval", argv, launch, ["--out", outDir]);
     return 0;
   }
@@ -112,9 +120,10 @@ async function evalProcess(a: EvalRun): Promise<number> {
   if (!values.weights)
     console.log("NOTE: no --weights given — evaluating RANDOM weights (numbers are meaningless).");
   const seg = await Segmenter.create({
-    config: values.config,
-    weights: values.weights ?? "random",
-    sd: values.sd,
+    // A registered weight's preset (none for a path; "" when the registry gives none: the file's own).
+    config: values.config ?? (configOfWeight(values.weights) || undefined),
+    weights: (await weightsArg(values.weights)) ?? "random",
+    sd: await weightsArg(values.sd),
     model: parseModelKind(values.model),
     device: values.device,
     window: a.window,

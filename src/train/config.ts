@@ -2,7 +2,7 @@
 // that is printed at start, saved with every checkpoint, and overridden from the command line with
 // `--set path.to.field=value` (the value is parsed as the type the field already has).
 
-import { type DedosConfig, dedosPreset, validateDedosConfig } from "../dedos/config.js";
+import { type DedosConfig, dedosPreset, upgradeDedosConfig, validateDedosConfig } from "../dedos/config.js";
 import { DEFAULT_SOLVER, type SolverConfig } from "./solver.js";
 
 export interface TrainDataConfig {
@@ -21,7 +21,17 @@ export interface TrainDataConfig {
   /** Background decoding workers per process, and batches decoded ahead. */
   workers: number;
   prefetch: number;
+  /**
+   * Training samples that may fail to load (a corrupt image or label) before the run stops: a failed sample
+   * is skipped with a warning naming its file and replaced by the next good one of the dataset. A count of
+   * distinct samples (an integer ≥ 1), or a fraction of the training set (between 0 and 1, e.g. 0.001); 0
+   * stops at the first. Default {@link DEFAULT_MAX_BAD_SAMPLES}.
+   */
+  maxBadSamples: number;
 }
+
+/** Distinct corrupt training samples a run skips before it stops (data.maxBadSamples). */
+export const DEFAULT_MAX_BAD_SAMPLES = 10;
 
 export interface TrainLoopConfig {
   /** Seed of the data order, augmentation and point sampling. */
@@ -75,6 +85,7 @@ export function trainPreset(name: string, overrides: readonly string[] = []): Tr
       flip: true,
       workers: 2,
       prefetch: 2,
+      maxBadSamples: DEFAULT_MAX_BAD_SAMPLES,
     },
     train: {
       seed: 0,
@@ -87,6 +98,22 @@ export function trainPreset(name: string, overrides: readonly string[] = []): Tr
     },
   };
   return applyOverrides(config, overrides);
+}
+
+/**
+ * A training config saved by an earlier version, brought to the current fields: the model's upgrade
+ * (`upgradeDedosConfig`) and the defaults of fields added since (data.maxBadSamples). Anything that is not
+ * an object is returned as it is (the shape check names it).
+ */
+export function upgradeTrainConfig(raw: unknown): unknown {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return raw;
+  const c = structuredClone(raw) as Record<string, unknown>;
+  if (typeof c.model === "object" && c.model !== null && !Array.isArray(c.model))
+    c.model = upgradeDedosConfig(c.model as DedosConfig);
+  const data = c.data;
+  if (typeof data === "object" && data !== null && !Array.isArray(data) && !("maxBadSamples" in data))
+    (data as Record<string, unknown>).maxBadSamples = DEFAULT_MAX_BAD_SAMPLES;
+  return c;
 }
 
 /** Applies `path=value` overrides in place; the value is parsed as the type of the existing field. */
@@ -158,6 +185,11 @@ export function validateTrainConfig(c: TrainConfig): void {
   if (!Number.isInteger(c.data.batchSize) || c.data.batchSize <= 0)
     bad(`data.batchSize must be a positive integer`);
   if (!Number.isInteger(c.data.crop) || c.data.crop <= 0) bad(`data.crop must be a positive integer`);
+  const m = c.data.maxBadSamples;
+  if (!(Number.isFinite(m) && m >= 0 && (m < 1 || Number.isInteger(m))))
+    bad(
+      `data.maxBadSamples must be a count (0, 1, 2, …) or a fraction of the training set between 0 and 1, got ${m}`,
+    );
   if (c.train.checkpointEvery <= 0) bad(`train.checkpointEvery must be > 0`);
   if (c.train.logEvery <= 0) bad(`train.logEvery must be > 0`);
 }

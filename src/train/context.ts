@@ -10,7 +10,7 @@ import { type AttachedDiffusion, attachStableDiffusion, buildModel } from "./bui
 import { type TrainConfig, validateTrainConfig } from "./config.js";
 import { SegmentationDataset } from "./dataset.js";
 import { saveEffectiveConfig } from "./hooks/config-log.js";
-import { DataLoader, type LoaderState } from "./loader.js";
+import { DataLoader, describeFailure, type LoaderState } from "./loader.js";
 import { resumeTraining } from "./resume.js";
 import { LossScaler, setupTrainable } from "./solver.js";
 import type { StepContext } from "./step.js";
@@ -32,7 +32,9 @@ export async function openTrainContext(o: TrainOptions): Promise<TrainContext> {
   validateTrainConfig(c);
   const rank = dist.isInitialized() ? dist.getRank() : 0;
   const world = dist.isInitialized() ? dist.getWorldSize() : 1;
-  const log = o.log ?? ((l: string) => rank === 0 && process.stderr.write(`${l}\n`));
+  const log = o.log ?? defaultTrainLog(rank);
+  // Skipped samples are each rank's own: warned on every rank.
+  const warn = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   if (c.data.batchSize % world !== 0)
     throw new Error(`data.batchSize ${c.data.batchSize} is not divisible by the ${world} processes`);
   if (rank === 0) saveEffectiveConfig(o.out, c);
@@ -48,7 +50,7 @@ export async function openTrainContext(o: TrainOptions): Promise<TrainContext> {
     let resumedFrom: string | null = null;
     let loaderStart: LoaderState | undefined;
     if (o.resume) {
-      const st = resumeTraining(checkpointsDir(o.out), { ...m, rank });
+      const st = resumeTraining(checkpointsDir(o.out), { ...m, rank }, { fallback: o.resumeFallback, log });
       [startIteration, resumedFrom, loaderStart] = [st.iteration, st.folder, st.loader];
       log(`resumed from ${st.folder} at iteration ${st.iteration}`);
     }
@@ -59,7 +61,7 @@ export async function openTrainContext(o: TrainOptions): Promise<TrainContext> {
       }),
     );
     if (world > 1) dist.broadcastParameters(m.model.parameters());
-    loader = createLoader(c, dataset, rank, world, loaderStart);
+    loader = createLoader(c, dataset, rank, world, loaderStart, warn);
     // Frozen text tower: the training classes' embeddings once; a training one: every step, with gradients.
     const fixedText = m.model.textTowerTrains
       ? null
@@ -70,6 +72,13 @@ export async function openTrainContext(o: TrainOptions): Promise<TrainContext> {
     releaseTrainable(m);
     throw e;
   }
+}
+
+/** Console lines of a run: stderr, on rank 0 only. */
+export function defaultTrainLog(rank: number): (line: string) => void {
+  return (l: string) => {
+    if (rank === 0) process.stderr.write(`${l}\n`);
+  };
 }
 
 /** Frees everything the run set up (the loader's workers, the model, a Stable Diffusion folder it loaded). */
@@ -125,6 +134,7 @@ function createLoader(
   rank: number,
   world: number,
   start: LoaderState | undefined,
+  warn: (line: string) => void,
 ): DataLoader {
   return new DataLoader(dataset, {
     batchSize: c.data.batchSize / world,
@@ -144,5 +154,11 @@ function createLoader(
     rank,
     worldSize: world,
     start,
+    maxBadSamples: c.data.maxBadSamples,
+    onSkip: (s) =>
+      warn(
+        `warning: skipped a training sample that failed to load: ${describeFailure(s.item, s.error)} ` +
+          `(${s.bad} bad sample${s.bad > 1 ? "s" : ""} so far, data.maxBadSamples allows ${s.limit})`,
+      ),
   });
 }

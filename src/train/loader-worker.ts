@@ -1,8 +1,10 @@
 // Worker thread of the DataLoader: decodes, augments and packs batches, and hands the pixel buffers back
-// (transferred, not copied). Imports nothing that loads libtorch.
+// (transferred, not copied). A sample that fails to load (a corrupt image or label) does not fail the batch
+// nor the worker: its place is reported in `failed` for the loader to fill. Imports nothing that loads
+// libtorch.
 import { parentPort, workerData } from "node:worker_threads";
 import type { AugmentConfig } from "./augment.js";
-import { loadBatch, type SampleTask } from "./sample.js";
+import { type FailedSample, loadBatchSettled, type SampleTask } from "./sample.js";
 
 export interface WorkerInit {
   cfg: AugmentConfig;
@@ -20,6 +22,8 @@ export type WorkerReply =
       batch: number;
       height: number;
       width: number;
+      /** Samples that could not be loaded (their places are zeros). */
+      failed: FailedSample[];
     }
   | { id: number; ok: false; error: string };
 
@@ -35,7 +39,7 @@ if (port) {
         return;
       }
       try {
-        const b = await loadBatch(m.tasks, cfg, seed);
+        const b = await loadBatchSettled(m.tasks, cfg, seed);
         const reply: WorkerReply = { id: m.id, ok: true, ...b };
         port.postMessage(reply, [b.images, b.labels]);
       } catch (e) {

@@ -12,6 +12,11 @@
 // Resume. state() is the stream position {epoch, position} of the next global batch (the same on every
 // rank); a loader started with `start: state` delivers exactly the batches an uninterrupted one would.
 // Waiting. stats() reports how long next() kept the caller waiting (the "model idle" time).
+// Bad samples. A sample that fails to load (a corrupt image or label) is skipped when `maxBadSamples`
+// allows it: its place in the batch is taken by the next good sample of the dataset (index + 1, + 2, …,
+// with the augmentation of that sample in the same epoch), so batches stay full and stay a function of the
+// data only. Each skip is reported through `onSkip`; more distinct bad samples than allowed fail the loader
+// with an error naming the last one. Decoding failures never stop the workers.
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { type Tensor, tensor } from "../torch/tensor.js";
@@ -24,7 +29,16 @@ import {
 } from "./augment.js";
 import type { SegmentationDataset } from "./dataset.js";
 import type { WorkerInit, WorkerReply, WorkerRequest } from "./loader-worker.js";
-import { type DatasetItem, loadBatch, type PackedBatch, type SampleTask } from "./sample.js";
+import {
+  type DatasetItem,
+  type FailedSample,
+  loadBatchSettled,
+  type PackedBatch,
+  type SampleTask,
+} from "./sample.js";
+
+/** A decoded batch, with the places of the samples that failed to load. */
+type SettledBatch = PackedBatch & { failed: FailedSample[] };
 
 /** Where the loader is in the sample stream: the next global batch starts at `position` of epoch `epoch`. */
 export interface LoaderState {
@@ -59,7 +73,29 @@ export interface DataLoaderOptions {
   worldSize?: number;
   /** Start here (from {@link DataLoader.state}) instead of epoch 0, position 0. */
   start?: LoaderState;
+  /**
+   * Distinct samples that may fail to load before next() fails: a count (integer ≥ 1) or a fraction of the
+   * dataset (between 0 and 1). Default 0: the first failure is an error (with the decoder's message).
+   */
+  maxBadSamples?: number;
+  /** Told of every skipped sample (default: nothing). */
+  onSkip?: (s: SkippedSample) => void;
 }
+
+/** A sample that failed to load and was replaced in its batch. */
+export interface SkippedSample {
+  /** Its dataset index and files, the epoch it was drawn in, and the error (naming the file). */
+  index: number;
+  epoch: number;
+  item: DatasetItem;
+  error: string;
+  /** Distinct bad samples met so far, and how many are allowed. */
+  bad: number;
+  limit: number;
+}
+
+/** The loader gave up: more samples failed to load than allowed. */
+export class TooManyBadSamplesError extends Error {}
 
 export interface LoaderStats {
   /** Batches delivered. */
@@ -72,6 +108,9 @@ export interface LoaderStats {
   steadyMs: number;
   /** steadyWaitMs / steadyMs: the share of time the consumer sat idle waiting for data (0 when unknown). */
   idleShare: number;
+  /** Samples skipped because they failed to load (each time one was met), and the distinct ones. */
+  skipped: number;
+  badSamples: number;
 }
 
 /** The sample order: per-epoch seeded permutations, cut into global batches, sliced by rank. */
@@ -142,7 +181,7 @@ function checkState(s: LoaderState, size: number): void {
 interface Job {
   id: number;
   tasks: SampleTask[];
-  resolve: (b: PackedBatch) => void;
+  resolve: (b: SettledBatch) => void;
   reject: (e: Error) => void;
 }
 
@@ -175,10 +214,13 @@ class WorkerPool {
     }
   }
 
-  run(tasks: SampleTask[]): Promise<PackedBatch> {
+  /** Queues a batch; an `urgent` one (a replacement the consumer waits for) goes before the prefetched ones. */
+  run(tasks: SampleTask[], urgent = false): Promise<SettledBatch> {
     if (this.closed) return Promise.reject(new Error("data loader is closed"));
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, tasks, resolve, reject });
+      const job = { id: this.nextId++, tasks, resolve, reject };
+      if (urgent) this.queue.unshift(job);
+      else this.queue.push(job);
       this.pump();
     });
   }
@@ -201,7 +243,14 @@ class WorkerPool {
     slot.job = undefined;
     slot.worker.unref();
     if (m.ok)
-      job.resolve({ images: m.images, labels: m.labels, batch: m.batch, height: m.height, width: m.width });
+      job.resolve({
+        images: m.images,
+        labels: m.labels,
+        batch: m.batch,
+        height: m.height,
+        width: m.width,
+        failed: m.failed,
+      });
     else job.reject(new Error(m.error));
     this.pump();
   }
@@ -241,7 +290,7 @@ class WorkerPool {
 }
 
 interface Pending {
-  promise: Promise<PackedBatch>;
+  promise: Promise<SettledBatch>;
   samples: { index: number; epoch: number }[];
   next: LoaderState;
 }
@@ -259,6 +308,12 @@ export class DataLoader {
   private readonly plan: BatchPlan;
   private readonly pool?: WorkerPool;
   private readonly pending: Pending[] = [];
+  /** Distinct samples that failed to load (dataset indices), and how many may. */
+  private readonly bad = new Set<number>();
+  private readonly badLimit: number;
+  private readonly maxBadSamples: number;
+  private readonly onSkip?: (s: SkippedSample) => void;
+  private skipped = 0;
   /** Position of the next batch to plan (ahead of the consumer by the prefetched batches). */
   private cursor: LoaderState;
   /** Position of the next batch to deliver. */
@@ -288,6 +343,12 @@ export class DataLoader {
     this.prefetch = o.prefetch ?? Math.max(2, 2 * this.workers);
     if (!Number.isInteger(this.prefetch) || this.prefetch < 1)
       throw new Error(`DataLoader: prefetch must be a positive integer, got ${this.prefetch}`);
+    this.maxBadSamples = o.maxBadSamples ?? 0;
+    const m = this.maxBadSamples;
+    if (!(Number.isFinite(m) && m >= 0 && (m < 1 || Number.isInteger(m))))
+      throw new Error(`DataLoader: maxBadSamples must be a count or a fraction between 0 and 1, got ${m}`);
+    this.badLimit = m < 1 ? Math.floor(m * this.items.length) : m;
+    this.onSkip = o.onSkip;
     const start = o.start ?? { epoch: 0, position: 0 };
     checkState(start, this.items.length);
     this.cursor = { ...start };
@@ -315,7 +376,7 @@ export class DataLoader {
         index: s.index,
         epoch: s.epoch,
       }));
-      const promise = this.pool ? this.pool.run(tasks) : loadBatch(tasks, this.augment, this.seed);
+      const promise = this.load(tasks);
       promise.catch(() => {}); // a failure is reported by next() when this batch is due
       this.pending.push({ promise, samples, next });
     }
@@ -331,9 +392,10 @@ export class DataLoader {
     try {
       const p = this.pending.shift()!;
       this.fill();
-      let packed: PackedBatch;
+      let packed: SettledBatch;
       try {
         packed = await p.promise;
+        if (packed.failed.length > 0) await this.replaceFailed(packed, p.samples);
       } catch (e) {
         this.failure = e as Error;
         throw e;
@@ -363,6 +425,68 @@ export class DataLoader {
     }
   }
 
+  private load(tasks: SampleTask[], urgent = false): Promise<SettledBatch> {
+    return this.pool ? this.pool.run(tasks, urgent) : loadBatchSettled(tasks, this.augment, this.seed);
+  }
+
+  /**
+   * Fills the places of the samples that failed with the next good samples of the dataset (same epoch);
+   * throws once more distinct samples failed than allowed.
+   */
+  private async replaceFailed(packed: SettledBatch, samples: readonly { index: number; epoch: number }[]) {
+    const hw = packed.height * packed.width;
+    const images = new Float32Array(packed.images);
+    const labels = new Int32Array(packed.labels);
+    for (const f of packed.failed) {
+      let { index } = samples[f.slot]!;
+      const { epoch } = samples[f.slot]!;
+      let error = f.error;
+      for (;;) {
+        this.skip(index, epoch, error);
+        index = this.nextCandidate(index, error);
+        const r = await this.load([{ item: this.items[index]!, index, epoch }], true);
+        if (r.failed.length === 0) {
+          images.set(new Float32Array(r.images), f.slot * 3 * hw);
+          labels.set(new Int32Array(r.labels), f.slot * 2 * hw);
+          break;
+        }
+        error = r.failed[0]!.error;
+      }
+    }
+  }
+
+  /** Counts a skipped sample; throws when it makes too many distinct bad ones. */
+  private skip(index: number, epoch: number, error: string): void {
+    this.bad.add(index);
+    this.skipped++;
+    const item = this.items[index]!;
+    if (this.bad.size > this.badLimit) {
+      if (this.maxBadSamples === 0) throw new Error(error);
+      const setting =
+        this.maxBadSamples < 1
+          ? `${this.maxBadSamples} of ${this.items.length} = ${this.badLimit}`
+          : this.badLimit;
+      throw new TooManyBadSamplesError(
+        `too many bad training samples: ${this.bad.size} failed to load, more than maxBadSamples ` +
+          `(${setting}); the last: ${describeFailure(item, error)}. Repair or remove them, or allow more ` +
+          `with --set data.maxBadSamples=N (a count, or a fraction of the training set)`,
+      );
+    }
+    this.onSkip?.({ index, epoch, item, error, bad: this.bad.size, limit: this.badLimit });
+  }
+
+  /** The next dataset index after `index` not known to be bad. */
+  private nextCandidate(index: number, error: string): number {
+    const n = this.items.length;
+    for (let k = 1; k <= n; k++) {
+      const j = (index + k) % n;
+      if (!this.bad.has(j)) return j;
+    }
+    throw new TooManyBadSamplesError(
+      `every one of the ${n} training samples failed to load; the last: ${describeFailure(this.items[index]!, error)}`,
+    );
+  }
+
   async *[Symbol.asyncIterator](): AsyncGenerator<Batch> {
     for (;;) yield await this.next();
   }
@@ -376,6 +500,8 @@ export class DataLoader {
       steadyWaitMs,
       steadyMs,
       idleShare: steadyMs > 0 ? steadyWaitMs / steadyMs : 0,
+      skipped: this.skipped,
+      badSamples: this.bad.size,
     };
   }
 
@@ -386,4 +512,11 @@ export class DataLoader {
     await this.pool?.close();
     await Promise.allSettled(this.pending.splice(0).map((p) => p.promise));
   }
+}
+
+/** A failed sample's error, with its files named when the error does not name them. */
+export function describeFailure(item: DatasetItem, error: string): string {
+  return error.includes(item.image) || error.includes(item.gt)
+    ? error
+    : `${item.image} (label ${item.gt}): ${error}`;
 }

@@ -1,6 +1,13 @@
 // The training loop and its hooks (detectron2's TrainerBase and HookBase): the loop runs one step per
 // iteration and calls every hook, in order, before training, after each step and after training.
-// Everything but the step (checkpoints, evaluation, metrics, logging, the NaN guard) is a hook.
+// Everything but the step (checkpoints, evaluation, metrics, logging, the NaN guard) is a hook. Between two
+// steps the loop asks `shouldStop` (a signal arrived): it then ends without the after-training hooks, the
+// step and the hooks of the last iteration (a checkpoint being written) complete.
+//
+// Between two steps the loop also gives the event loop a turn (setImmediate). Without it a run would not
+// see signals, nor fire timers, for many steps: each step awaits a batch that a loader worker's message
+// resolves, and Node handles up to 1000 queued port messages (and everything their promises run) before it
+// polls again; signals are read in that poll.
 
 /** What one step reports. */
 export interface StepOutput {
@@ -18,7 +25,7 @@ export interface Hook {
   beforeTrain?(loop: TrainLoop): void | Promise<void>;
   /** After every step; `loop.iteration` counts the step just run (1-based). */
   afterStep?(loop: TrainLoop, step: StepOutput): void | Promise<void>;
-  /** Once, after the last step, unless a step or a hook threw. */
+  /** Once, after the last step, unless a step or a hook threw or the run was stopped (`shouldStop`). */
   afterTrain?(loop: TrainLoop): void | Promise<void>;
 }
 
@@ -32,6 +39,8 @@ export interface TrainLoopOptions {
   /** One iteration: `iteration` is the number completed before it (0-based). */
   step: (iteration: number) => Promise<StepOutput>;
   hooks: readonly Hook[];
+  /** Asked before every step: true ends the run there (`stopped` is set). Must agree on all ranks. */
+  shouldStop?: () => boolean;
 }
 
 export class TrainLoop {
@@ -40,6 +49,8 @@ export class TrainLoop {
   readonly startIteration: number;
   readonly maxIter: number;
   readonly stopAt: number;
+  /** Set when `shouldStop` ended the run before `stopAt`. */
+  stopped = false;
 
   constructor(private readonly o: TrainLoopOptions) {
     this.iteration = o.start;
@@ -51,6 +62,11 @@ export class TrainLoop {
   async run(): Promise<void> {
     for (const h of this.o.hooks) await h.beforeTrain?.(this);
     while (this.iteration < this.stopAt) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.o.shouldStop?.()) {
+        this.stopped = true;
+        return;
+      }
       const out = await this.o.step(this.iteration);
       this.iteration++;
       for (const h of this.o.hooks) await h.afterStep?.(this, out);

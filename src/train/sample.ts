@@ -88,3 +88,41 @@ export async function loadBatch(tasks: SampleTask[], cfg: AugmentConfig, seed: n
   const samples = await Promise.all(tasks.map((t) => loadTrainingSample(t, cfg, seed)));
   return packBatch(samples, cfg.crop[0], cfg.crop[1]);
 }
+
+/** A sample of a batch that could not be loaded: its place in the batch and the error (naming the file). */
+export interface FailedSample {
+  slot: number;
+  error: string;
+}
+
+/**
+ * {@link loadBatch} that does not fail on a bad sample: the batch is packed with the failed samples' places
+ * left empty (zeros) and listed in `failed`, for the loader to fill with replacements. Only a failure of
+ * the packing itself rejects.
+ */
+export async function loadBatchSettled(
+  tasks: SampleTask[],
+  cfg: AugmentConfig,
+  seed: number,
+): Promise<PackedBatch & { failed: FailedSample[] }> {
+  const [height, width] = cfg.crop;
+  const settled = await Promise.allSettled(tasks.map((t) => loadTrainingSample(t, cfg, seed)));
+  const failed: FailedSample[] = [];
+  const samples = settled.map((r, slot): AugmentedSample => {
+    if (r.status === "fulfilled") return r.value;
+    const e = r.reason as Error | undefined;
+    failed.push({ slot, error: e instanceof Error ? e.message : String(e) });
+    return {
+      image: new Uint8Array(height * width * 3),
+      label: new Uint8Array(height * width),
+      height,
+      width,
+      validHeight: 0,
+      validWidth: 0,
+      resized: [0, 0],
+      crop: { y0: 0, x0: 0, h: 0, w: 0 },
+      flipped: false,
+    };
+  });
+  return { ...packBatch(samples, height, width), failed };
+}

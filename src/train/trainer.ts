@@ -10,23 +10,39 @@
 //   <out>/metrics.jsonl        one line per logged iteration (and per evaluation)
 //   <out>/checkpoints/…        see checkpoint.ts
 //   <out>/model_final.safetensors  the trained model (a DEDOS weights file)
+//   <out>/.lock                while a run uses the folder (run-folder.ts)
+//
+// Faults: a second run into the same folder is refused (the lock); what killed writes left behind is
+// removed at start; SIGINT / SIGTERM (with `handleSignals`) stop the run between two steps; a corrupt
+// training sample is skipped (data.maxBadSamples); a failed write (disk full) ends the run naming the file,
+// with the previous checkpoint intact; a damaged latest checkpoint is named on --resume (resume.ts).
 
 import { join } from "node:path";
 import type { DiffusionComponents } from "../diffusion/branch.js";
+import * as dist from "../torch/distributed.js";
 import { saveTrainedModel } from "./build-model.js";
 import type { TrainConfig } from "./config.js";
-import { checkpointsDir, closeTrainContext, openTrainContext, type TrainContext } from "./context.js";
+import {
+  checkpointsDir,
+  closeTrainContext,
+  defaultTrainLog,
+  openTrainContext,
+  type TrainContext,
+} from "./context.js";
 import type { SegmentationDataset } from "./dataset.js";
 import { Checkpointer } from "./hooks/checkpointer.js";
 import { ConfigLogger } from "./hooks/config-log.js";
 import { PeriodicEvaluator } from "./hooks/evaluator.js";
 import { MetricsWriter } from "./hooks/metrics.js";
 import { NanGuard } from "./hooks/nan-guard.js";
+import { StopRequests, type StopSignal, signalCode, signalOfCode } from "./interrupt.js";
 import { type Hook, TrainLoop } from "./loop.js";
 import { trainingExtra } from "./resume.js";
+import { acquireRunLock, type RunLock, removeStaleTemporaries } from "./run-folder.js";
 import { trainStep } from "./step.js";
 
 export { NonFiniteLossError } from "./hooks/nan-guard.js";
+export { SIGNAL_EXIT_CODES, type StopSignal } from "./interrupt.js";
 
 export interface TrainOptions {
   config: TrainConfig;
@@ -41,6 +57,8 @@ export interface TrainOptions {
   classNames?: string[];
   /** Continue from the newest checkpoint in `<out>/checkpoints` (an error if there is none). */
   resume?: boolean;
+  /** With `resume`: when the latest checkpoint is damaged, continue from the newest intact one. */
+  resumeFallback?: boolean;
   /** Starting weights: a DEDOS weights file, a CAT-Seg checkpoint, and / or OpenAI CLIP. */
   weights?: { dedos?: string; catseg?: string; clip?: string };
   /** Stable Diffusion: a diffusers folder or in-memory components (needed by diffusion conditioning / L_consist). */
@@ -51,8 +69,13 @@ export interface TrainOptions {
   device?: string;
   /** Stop after this many iterations of this run (tests; an interrupted run). */
   stopAfter?: number;
-  /** Console lines (default: stderr on rank 0). */
+  /** Console lines (default: stderr on rank 0; warnings about skipped samples on every rank). */
   log?: (line: string) => void;
+  /**
+   * Install SIGINT / SIGTERM handlers for the run's duration: a signal stops the run between two steps and
+   * the result says which (`interrupted`). Off by default (a library should not take a process's signals).
+   */
+  handleSignals?: boolean;
 }
 
 export interface TrainResult {
@@ -63,25 +86,63 @@ export interface TrainResult {
   checkpoint: string | null;
   /** Share of the steady-state time the model waited for data. */
   dataIdleShare: number;
+  /** Training samples skipped because they failed to load (each time one was met; this process's). */
+  skippedSamples: number;
+  /** The signal that stopped the run before its end (with `handleSignals`), else null. */
+  interrupted: StopSignal | null;
 }
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
-  const ctx = await openTrainContext(o);
+  const rank = dist.isInitialized() ? dist.getRank() : 0;
+  const world = dist.isInitialized() ? dist.getWorldSize() : 1;
+  const log = o.log ?? defaultTrainLog(rank);
+  const stop = o.handleSignals ? new StopRequests(log) : null;
+  let lock: RunLock | null = null;
   try {
-    const max = ctx.config.solver.maxIter;
-    const start = ctx.startIteration;
-    const stopAt = Math.min(max, o.stopAfter !== undefined ? start + o.stopAfter : max);
-    const { hooks, checkpointer, metrics } = buildHooks(ctx, o);
-    const loop = new TrainLoop({ start, maxIter: max, stopAt, step: (i) => trainStep(ctx, i), hooks });
-    await loop.run();
-    return {
-      iteration: loop.iteration,
-      losses: metrics.last,
-      checkpoint: checkpointer.latest,
-      dataIdleShare: ctx.loader.stats().idleShare,
-    };
+    // Rank 0 owns the run folder: the lock first, then what interrupted writes of earlier runs left.
+    if (rank === 0) {
+      lock = acquireRunLock(o.out, log);
+      const removed = removeStaleTemporaries(o.out, checkpointsDir(o.out));
+      if (removed.length > 0) log(`note: removed what interrupted writes left behind: ${removed.join(", ")}`);
+    }
+    const ctx = await openTrainContext(o);
+    try {
+      const max = ctx.config.solver.maxIter;
+      const start = ctx.startIteration;
+      const stopAt = Math.min(max, o.stopAfter !== undefined ? start + o.stopAfter : max);
+      const { hooks, checkpointer, metrics } = buildHooks(ctx, o);
+      let interrupted: StopSignal | null = null;
+      // All ranks must stop at the same step (the next one all-reduces): they agree on the signal first.
+      const shouldStop = stop
+        ? () => {
+            const code = signalCode(stop.signal);
+            interrupted = signalOfCode(world > 1 ? dist.allReduceNumbers([code], "max")[0]! : code);
+            return interrupted !== null;
+          }
+        : undefined;
+      const loop = new TrainLoop({
+        start,
+        maxIter: max,
+        stopAt,
+        step: (i) => trainStep(ctx, i),
+        hooks,
+        shouldStop,
+      });
+      await loop.run();
+      return {
+        iteration: loop.iteration,
+        losses: metrics.last,
+        checkpoint: checkpointer.latest,
+        dataIdleShare: ctx.loader.stats().idleShare,
+        skippedSamples: ctx.loader.stats().skipped,
+        interrupted: loop.stopped ? interrupted : null,
+      };
+    } finally {
+      await closeTrainContext(ctx);
+    }
   } finally {
-    await closeTrainContext(ctx);
+    lock?.release();
+    stop?.remove();
   }
 }
 
@@ -115,6 +176,8 @@ function buildHooks(
     rank,
     log,
     dataIdleShare: () => ctx.loader.stats().idleShare,
+    // A collective: MetricsWriter asks on every rank at the same iterations.
+    skippedSamples: () => dist.allReduceNumbers([ctx.loader.stats().skipped], "sum")[0]!,
   });
   const params = {
     trainable: ctx.setup.trainable,

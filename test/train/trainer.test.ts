@@ -239,9 +239,14 @@ describe("training loop", () => {
     await writeScenes(root, 1, 1);
     const img = join(root, "coco-stuff", "images", "train2017", `${scenes[2]!.name}.jpg`);
     writeFileSync(img, Buffer.from("not an image"));
+    // A corrupt sample is skipped up to data.maxBadSamples (test/reliability/training.test.ts); 0 makes the
+    // first one an error, which must name the file.
+    const strict = tinyTrainConfig((c) => {
+      c.data.maxBadSamples = 0;
+    });
     await assert.rejects(
       train({
-        config: c,
+        config: strict,
         out: join(tmp, "bad-out2"),
         dataRoot: root,
         classNames: SCENE_CLASSES,

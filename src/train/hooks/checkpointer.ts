@@ -7,6 +7,7 @@ import type { Module } from "../../torch/nn/module.js";
 import type { AdamW } from "../../torch/optim.js";
 import { saveCheckpoint } from "../checkpoint.js";
 import type { Hook, TrainLoop } from "../loop.js";
+import { writingFile } from "../run-folder.js";
 
 export interface CheckpointerOptions {
   /** The checkpoints folder. */
@@ -46,7 +47,7 @@ export class Checkpointer implements Hook {
     const it = loop.iteration;
     if (it === loop.stopAt && it !== loop.maxIter && it % this.o.every !== 0) this.save(it);
     if (it === loop.maxIter && this.o.rank === 0) {
-      this.o.final.save(this.o.final.file);
+      writingFile(this.o.final.file, () => this.o.final.save(this.o.final.file), "model");
       this.o.final.log(`done: ${this.o.final.file}`);
     }
   }
@@ -54,16 +55,25 @@ export class Checkpointer implements Hook {
   private save(iteration: number): void {
     const o = this.o;
     const extra = o.extra();
-    if (o.rank === 0)
-      this.latest = saveCheckpoint({
-        dir: o.dir,
-        model: o.model,
-        optimizer: o.optimizer,
-        paramNames: o.paramNames,
-        state: { iteration, extra },
-        config: o.config,
-        keep: o.keep,
-      });
+    if (o.rank === 0) {
+      try {
+        this.latest = saveCheckpoint({
+          dir: o.dir,
+          model: o.model,
+          optimizer: o.optimizer,
+          paramNames: o.paramNames,
+          state: { iteration, extra },
+          config: o.config,
+          keep: o.keep,
+        });
+      } catch (e) {
+        const err = e as Error;
+        err.message += this.latest
+          ? `; the previous checkpoint ${this.latest} is intact`
+          : "; no checkpoint was written yet";
+        throw err;
+      }
+    }
     if (o.world > 1) dist.barrier();
   }
 }

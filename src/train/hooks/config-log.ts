@@ -5,11 +5,15 @@ import { join } from "node:path";
 import { writeFileAtomicSync } from "../../util/fs.js";
 import type { TrainConfig } from "../config.js";
 import type { Hook } from "../loop.js";
+import { writingFile } from "../run-folder.js";
 
 /** Writes `<out>/config.json` (creating `out`). */
 export function saveEffectiveConfig(out: string, config: TrainConfig): void {
-  mkdirSync(out, { recursive: true });
-  writeFileAtomicSync(join(out, "config.json"), Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
+  const file = join(out, "config.json");
+  writingFile(file, () => {
+    mkdirSync(out, { recursive: true });
+    writeFileAtomicSync(file, Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
+  });
 }
 
 export interface ConfigLoggerOptions {

@@ -1,10 +1,13 @@
 // Training metrics: every `logEvery` iterations (and at the run's last) one line of metrics.jsonl and one
 // console line with the mean losses since the previous line, the learning rate, it/s, the ETA and the share
-// of time spent waiting for data. A resumed run first drops the lines past its checkpoint.
+// of time spent waiting for data, and the training samples skipped so far (they failed to load; the console
+// line shows them once there are any). A resumed run first drops the lines past its checkpoint. A failed
+// write (disk full) names metrics.jsonl; the file keeps its earlier lines (it is rewritten atomically).
 import { existsSync, readFileSync } from "node:fs";
 import { writeFileAtomicSync } from "../../util/fs.js";
 import { formatSeconds } from "../../util/progress.js";
 import type { Hook, StepOutput, TrainLoop } from "../loop.js";
+import { writingFile } from "../run-folder.js";
 
 export interface MetricsWriterOptions {
   /** The JSONL file (written by rank 0). */
@@ -14,6 +17,11 @@ export interface MetricsWriterOptions {
   log: (line: string) => void;
   /** Share of the time the model waited for data so far. */
   dataIdleShare: () => number;
+  /**
+   * Training samples skipped so far (failed to load), over all ranks: asked on every rank at each logged
+   * iteration (it may be a collective). Absent: not reported.
+   */
+  skippedSamples?: () => number;
 }
 
 export class MetricsWriter implements Hook {
@@ -39,10 +47,11 @@ export class MetricsWriter implements Hook {
       Object.entries(this.pending).map(([k, v]) => [k, v.reduce((a, b) => a + b, 0) / v.length]),
     );
     this.pending = {};
-    if (this.o.rank === 0) this.write(loop, step.lr);
+    const skipped = this.o.skippedSamples?.();
+    if (this.o.rank === 0) this.write(loop, step.lr, skipped);
   }
 
-  private write(loop: TrainLoop, lr: number): void {
+  private write(loop: TrainLoop, lr: number, skipped: number | undefined): void {
     const { iteration, maxIter: max } = loop;
     const elapsed = (performance.now() - this.t0) / 1000;
     const itps = (iteration - loop.startIteration) / elapsed;
@@ -53,6 +62,7 @@ export class MetricsWriter implements Hook {
       ...this.last,
       it_per_s: itps,
       data_idle: idle,
+      ...(skipped !== undefined ? { skipped_samples: skipped } : {}),
       time_s: elapsed,
     });
     const parts = Object.entries(this.last)
@@ -61,15 +71,18 @@ export class MetricsWriter implements Hook {
     this.o.log(
       `iter ${iteration}/${max}  loss ${this.last.total!.toFixed(4)} (${parts.join(", ")})  ` +
         `lr ${lr.toExponential(2)}  ${itps.toFixed(2)} it/s  ` +
-        `ETA ${formatSeconds((max - iteration) / Math.max(itps, 1e-9))}  data idle ${(idle * 100).toFixed(1)}%`,
+        `ETA ${formatSeconds((max - iteration) / Math.max(itps, 1e-9))}  data idle ${(idle * 100).toFixed(1)}%` +
+        (skipped ? `  skipped ${skipped} sample${skipped > 1 ? "s" : ""}` : ""),
     );
   }
 }
 
 /** Appends one JSON record as a line (the file is rewritten atomically). */
 export function appendMetrics(file: string, record: Record<string, unknown>): void {
-  const prev = existsSync(file) ? readFileSync(file) : Buffer.alloc(0);
-  writeFileAtomicSync(file, Buffer.concat([prev, Buffer.from(`${JSON.stringify(record)}\n`)]));
+  writingFile(file, () => {
+    const prev = existsSync(file) ? readFileSync(file) : Buffer.alloc(0);
+    writeFileAtomicSync(file, Buffer.concat([prev, Buffer.from(`${JSON.stringify(record)}\n`)]));
+  });
 }
 
 /** After a resume, drop log lines of iterations past the checkpoint (they will be run again). */
@@ -83,5 +96,5 @@ function truncateMetrics(file: string, iteration: number): void {
       return false;
     }
   });
-  writeFileAtomicSync(file, Buffer.from(keep.map((l) => `${l}\n`).join("")));
+  writingFile(file, () => writeFileAtomicSync(file, Buffer.from(keep.map((l) => `${l}\n`).join(""))));
 }
