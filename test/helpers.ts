@@ -80,3 +80,8 @@ export function pseudoRandom(n: number, seed = 1): number[] {
     return (s / 4294967296) * 2 - 1;
   });
 }
+
+/** `dedos train` arguments of a tiny run: config file, datasets root, run folder, then any more. */
+export function trainCliArgs(config: string, data: string, out: string, ...more: string[]): string[] {
+  return ["train", "--config", config, "--data", data, "--out", out, ...more];
+}

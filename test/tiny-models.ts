@@ -13,6 +13,7 @@ import {
 import { UNet2DConditionModel, unetTapSpecs } from "../src/diffusion/unet.js";
 import { AutoencoderKL } from "../src/diffusion/vae.js";
 import { Generator, randn, type Tensor } from "../src/torch/tensor.js";
+import { type TrainConfig, trainPreset } from "../src/train/config.js";
 
 export const TINY_CLIP: ClipConfig = {
   vision: { width: 32, layers: 3, heads: 2, patchSize: 8, imageSize: 32, outputDim: 16 },
@@ -121,5 +122,30 @@ export function tinyDedosConfig(patch: (c: DedosConfig) => void = () => {}): Ded
   };
   c.loss.points = 0;
   patch(c);
+  return c;
+}
+
+/**
+ * A tiny training run without Stable Diffusion (static proxy queries, no consistency loss): batch 4 of 32²
+ * crops, one worker, a metrics line every iteration; `maxIter` and the checkpoint cadence given.
+ */
+export function tinyStaticTrainConfig(o: {
+  maxIter: number;
+  checkpointEvery: number;
+  keepCheckpoints: number;
+}): TrainConfig {
+  const c = trainPreset("vitb_384");
+  c.model = tinyDedosConfig((m) => {
+    m.proxy.conditioning = "static";
+    m.consistency.enabled = false;
+  });
+  c.solver = { ...c.solver, lr: 1e-3, maxIter: o.maxIter, gradClip: 1 };
+  c.data = { ...c.data, batchSize: 4, minSize: 32, crop: 32, workers: 1, prefetch: 2 };
+  c.train = {
+    ...c.train,
+    checkpointEvery: o.checkpointEvery,
+    keepCheckpoints: o.keepCheckpoints,
+    logEvery: 1,
+  };
   return c;
 }

@@ -10,9 +10,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { loadCheckpoint } from "../../src/torch/io/load.js";
 import { dispose } from "../../src/torch/tensor.js";
 import { latestCheckpoint, listCheckpoints } from "../../src/train/checkpoint.js";
-import { type TrainConfig, trainPreset } from "../../src/train/config.js";
+import type { TrainConfig } from "../../src/train/config.js";
+import { trainCliArgs } from "../helpers.js";
 import { writeScenes } from "../synthetic-scenes.js";
-import { tinyDedosConfig } from "../tiny-models.js";
+import { tinyStaticTrainConfig } from "../tiny-models.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "dedos-cli-train-"));
 const data = join(tmp, "data");
@@ -26,14 +27,7 @@ const cli = (args: string[]) =>
 
 /** A tiny run without Stable Diffusion (static proxy queries, no consistency loss), so no SD folder is needed. */
 function configFile(name: string, patch: (c: TrainConfig) => void = () => {}): string {
-  const c = trainPreset("vitb_384");
-  c.model = tinyDedosConfig((m) => {
-    m.proxy.conditioning = "static";
-    m.consistency.enabled = false;
-  });
-  c.solver = { ...c.solver, lr: 1e-3, maxIter: 5, gradClip: 1 };
-  c.data = { ...c.data, batchSize: 4, minSize: 32, crop: 32, workers: 1, prefetch: 2 };
-  c.train = { ...c.train, checkpointEvery: 5, keepCheckpoints: 2, logEvery: 1 };
+  const c = tinyStaticTrainConfig({ maxIter: 5, checkpointEvery: 5, keepCheckpoints: 2 });
   patch(c);
   const file = join(tmp, `${name}.json`);
   writeFileSync(file, JSON.stringify(c));
@@ -101,14 +95,7 @@ describe("dedos train", () => {
         process.execPath,
         [
           "dist/src/cli/main.js",
-          "train",
-          "--config",
-          config,
-          "--data",
-          data,
-          "--out",
-          out,
-          ...(existsSync(ckpts) ? ["--resume"] : []),
+          ...trainCliArgs(config, data, out, ...(existsSync(ckpts) ? ["--resume"] : [])),
         ],
         { stdio: "ignore" },
       );
@@ -128,18 +115,7 @@ describe("dedos train", () => {
         dispose([...ck.tensors.values()]);
       }
     }
-    const r = cli([
-      "train",
-      "--config",
-      config,
-      "--data",
-      data,
-      "--out",
-      out,
-      "--resume",
-      "--max-steps",
-      "1",
-    ]);
+    const r = cli(trainCliArgs(config, data, out, "--resume", "--max-steps", "1"));
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /resumed from .*iter_\d+ at iteration \d+/);
   });

@@ -34,9 +34,10 @@ import { acquireRunLock, RunFolderLockedError } from "../../src/train/run-folder
 import { PACKAGE_ROOT } from "../../src/util/assets.js";
 import { checkConfigShape } from "../../src/util/config-shape.js";
 import { TEMP_MARKER } from "../../src/util/fs.js";
+import { trainCliArgs } from "../helpers.js";
 import { writeScenes } from "../synthetic-scenes.js";
 import { tempDir } from "../temp-dir.js";
-import { tinyDedosConfig } from "../tiny-models.js";
+import { tinyStaticTrainConfig } from "../tiny-models.js";
 import { sha256, startServer, type TestServer } from "../weights/server.js";
 
 const dir = tempDir("dedos-reliability-training-");
@@ -85,30 +86,15 @@ const cli = (args: string[], o: { env?: NodeJS.ProcessEnv; fileSizeKb?: number }
 
 /** A tiny run without Stable Diffusion; checkpoints every iteration, a metrics line every iteration. */
 function configFile(name: string, patch: (c: TrainConfig) => void = () => {}): string {
-  const c = trainPreset("vitb_384");
-  c.model = tinyDedosConfig((m) => {
-    m.proxy.conditioning = "static";
-    m.consistency.enabled = false;
-  });
-  c.solver = { ...c.solver, lr: 1e-3, maxIter: 2, gradClip: 1 };
-  c.data = { ...c.data, batchSize: 4, minSize: 32, crop: 32, workers: 1, prefetch: 2 };
-  c.train = { ...c.train, checkpointEvery: 1, keepCheckpoints: 5, logEvery: 1 };
+  const c = tinyStaticTrainConfig({ maxIter: 2, checkpointEvery: 1, keepCheckpoints: 5 });
   patch(c);
   const file = join(dir, `${name}.json`);
   writeFileSync(file, JSON.stringify(c));
   return file;
 }
 
-const trainArgs = (config: string, out: string, ...more: string[]) => [
-  "train",
-  "--config",
-  config,
-  "--data",
-  data,
-  "--out",
-  out,
-  ...more,
-];
+const trainArgs = (config: string, out: string, ...more: string[]) =>
+  trainCliArgs(config, data, out, ...more);
 
 const metricsLines = (out: string) => readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n");
 const iterations = (out: string) =>
