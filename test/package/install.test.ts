@@ -125,8 +125,10 @@ describe("the npm package, installed into a fresh app", () => {
       [
         'import { Segmenter, type Segmentation, createModel, renderOverlay, type CatSegConfig } from "dedos";',
         'import { tensor } from "dedos/torch";',
-        'const seg: Segmenter = Segmenter.create({ config: "vitb_384", weights: "random" });',
-        'const r: Promise<Segmentation> = seg.segment("a.jpg", ["sky"]);',
+        "async function use(seg: Segmenter): Promise<Segmentation[]> {",
+        '  return seg.segment(["a.jpg", "b.jpg"], ["sky"], { onProgress: (p) => console.log(p.stage, p.done) });',
+        "}",
+        'const r: Promise<Segmentation[]> = Segmenter.create({ config: "vitb_384", weights: "random" }).then(use);',
         'const m = createModel({ arch: "catseg", weights: "random" });',
         "const c: CatSegConfig = m.config;",
         "const t = tensor([1], [1]);",
