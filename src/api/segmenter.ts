@@ -13,9 +13,16 @@ import type { CatSegModel } from "../catseg/model.js";
 import { parseClassList } from "../data/classes.js";
 import { type ImageInput, type RgbImage, readImageRGB } from "../data/image-decode.js";
 import type { DedosConfig } from "../dedos/config.js";
+import { DedosModel } from "../dedos/model.js";
 import { type ClassShare, classShares } from "../viz/overlay.js";
 import { configOfWeight, type FetchProgress, resolveWeights } from "../weights/index.js";
-import type { ModelSpec, RawSegmentation, SegmentRequest, SegmentStage } from "./segment-core.js";
+import {
+  type ModelSpec,
+  type RawSegmentation,
+  type SegmentRequest,
+  type SegmentStage,
+  segmentRgb,
+} from "./segment-core.js";
 
 export interface SegmenterOptions {
   /**
@@ -200,13 +207,12 @@ function remoteError(m: { name?: string; message?: string }): Error {
 /** A model the caller holds, run in the caller's thread (blocking; for training's evaluation). */
 class LocalBackend implements Backend {
   constructor(
-    private readonly model: CatSegModel | import("../dedos/model.js").DedosModel,
+    private readonly model: CatSegModel | DedosModel,
     private readonly device: string,
     private readonly window: WindowPreset,
   ) {}
 
   async run(rgb: RgbImage, req: SegmentRequest, o: RunOptions): Promise<RawSegmentation> {
-    const { segmentRgb } = await import("./segment-core.js");
     return segmentRgb(this.model, this.device, this.window, rgb, req, {
       progress: o.progress,
       checkCancelled: () => {
@@ -271,10 +277,10 @@ export class Segmenter {
 
   /** A segmenter over a model you already hold (e.g. during training), in this thread; `dispose` leaves it. */
   static fromModel(
-    model: CatSegModel | import("../dedos/model.js").DedosModel,
+    model: CatSegModel | DedosModel,
     o: { window?: WindowPreset; device?: string } = {},
   ): Segmenter {
-    const kind = "diffusionBranch" in model ? "dedos" : "catseg";
+    const kind = model instanceof DedosModel ? "dedos" : "catseg";
     return new Segmenter(new LocalBackend(model, o.device ?? "cpu", o.window ?? "catseg"), kind, false);
   }
 
