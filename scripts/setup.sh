@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libtorch-dev libopenblas0-openmp libgloo-dev python3-torch python3-numpy g++ make python3 fonts-dejavu-core fonts-noto-cjk fonts-noto-color-emoji)
+APT_PACKAGES=(libtorch-dev libdnnl-dev chromium libopenblas0-openmp libgloo-dev python3-torch python3-numpy g++ make python3 fonts-dejavu-core fonts-noto-cjk fonts-noto-color-emoji)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
