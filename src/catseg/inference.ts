@@ -19,23 +19,12 @@
 // results are identical bit for bit), and the label map is a running argmax over the chunks. `headChunk`
 // optionally splits the head too (a different model for T > headChunk: every class aggregated, no cut).
 
-import { resizeBilinear, shortestEdgeSize } from "../data/resize.js";
+import { resizeBilinear } from "../data/resize.js";
 import * as F from "../torch/functional.js";
 import { cat, dispose, noGrad, ones, type Tensor, tensor, tidy, where } from "../torch/tensor.js";
+import { resolveWindow, testTimeSize, type WindowPreset, type WindowSpec, windowGrid } from "./window.js";
 
-/** Sliding-window geometry: square windows of `kernel` px, consecutive windows overlapping by `overlap`. */
-export interface WindowSpec {
-  kernel: number;
-  overlap: number;
-}
-
-export type WindowPreset = "catseg" | "dedos";
-
-/** CAT-Seg: kernel 384, overlap 0.333 (the reference's literal, stride 256); DEDOS: 512 / 0.75 (stride 128). */
-export const WINDOW_PRESETS: Readonly<Record<WindowPreset, Readonly<WindowSpec>>> = {
-  catseg: { kernel: 384, overlap: 0.333 },
-  dedos: { kernel: 512, overlap: 0.75 },
-};
+export { resolveWindow, WINDOW_PRESETS, type WindowPreset, type WindowSpec, windowGrid } from "./window.js";
 
 /** What the sliding window needs from a model (CatSegModel satisfies it; tests use stand-ins). */
 export interface SegmentationModel<Features = unknown> {
@@ -119,12 +108,7 @@ function resizeMaps(x: Tensor, size: [number, number]): Tensor {
  */
 export function testTimeResize(image: Tensor, side: number, maxSize: number): Tensor {
   const [H, W] = [image.size(2), image.size(3)];
-  const [h, w] = side > 0 ? shortestEdgeSize(H, W, side, maxSize) : [H, W];
-  if (h < 1 || w < 1) {
-    throw new Error(
-      `image of ${W}×${H} px cannot be resized to a shortest side of ${side} within ${maxSize} px (it would be ${w}×${h})`,
-    );
-  }
+  const [h, w] = testTimeSize(H, W, side, maxSize);
   if (h === H && w === W) return image.float();
   if (image.dtype !== "uint8")
     return F.interpolate(image.float(), { size: [h, w], mode: "bilinear", alignCorners: false });
@@ -133,26 +117,6 @@ export function testTimeResize(image: Tensor, side: number, maxSize: number): Te
     const out = resizeBilinear(hwc.toTypedArray() as Uint8Array, W, H, 3, w, h);
     return tensor(out, [h, w, 3], { dtype: "uint8" }).permute(2, 0, 1).unsqueeze(0).float().to(image.device);
   });
-}
-
-/** The window geometry: stride int(kernel·(1 − overlap)), windows per side, checked to tile `outRes`. */
-export function windowGrid(
-  spec: WindowSpec,
-  outRes: number,
-): { kernel: number; stride: number; perSide: number } {
-  const { kernel, overlap } = spec;
-  if (!Number.isInteger(kernel) || kernel <= 0)
-    throw new Error(`window kernel must be a positive integer, got ${kernel}`);
-  if (!(overlap >= 0 && overlap < 1)) throw new Error(`window overlap must be in [0, 1), got ${overlap}`);
-  const stride = Math.trunc(kernel * (1 - overlap));
-  if (stride < 1) throw new Error(`window kernel ${kernel} with overlap ${overlap} gives stride 0`);
-  if (kernel > outRes || (outRes - kernel) % stride !== 0) {
-    // The reference would divide by a zero coverage count (NaN) on the uncovered border.
-    throw new Error(
-      `windows of ${kernel} px with stride ${stride} do not tile ${outRes}×${outRes} exactly (need (out − kernel) % stride = 0)`,
-    );
-  }
-  return { kernel, stride, perSide: (outRes - kernel) / stride + 1 };
 }
 
 /** Default memory for the final resize of a large image, labels only (`postprocessBytes`). */
@@ -260,8 +224,7 @@ export function segmentTensor<Feat>(
     throw new Error(`segmentTensor: image must be (1, 3, H, W), got [${image.shape.join(", ")}]`);
   if (textEmbeds.ndim !== 3)
     throw new Error(`segmentTensor: text embeddings must be (T, P, E), got [${textEmbeds.shape.join(", ")}]`);
-  const spec = typeof o.window === "object" ? o.window : WINDOW_PRESETS[o.window ?? "catseg"];
-  if (!spec) throw new Error(`segmentTensor: unknown window "${String(o.window)}" (catseg or dedos)`);
+  const spec = resolveWindow(o.window, "segmentTensor");
   const R = o.outRes ?? 640;
   const { kernel: k, stride, perSide } = windowGrid(spec, R);
   const L = perSide * perSide;

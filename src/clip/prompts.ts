@@ -5,6 +5,7 @@
 // Texts are encoded in batches, and results are cached per (model instance, class list, templates, options).
 import { cat, noGrad, type Tensor, tensor, tidy } from "../torch/tensor.js";
 import { readBundledFile } from "../util/assets.js";
+import { checkTemplates, promptTexts } from "./prompt-texts.js";
 import type { ClipTextEncoder } from "./text.js";
 import type { TokenizedBatch, TokenizeOptions } from "./tokenizer.js";
 
@@ -12,6 +13,8 @@ import type { TokenizedBatch, TokenizeOptions } from "./tokenizer.js";
 export interface PromptTokenizer {
   tokenize(texts: readonly string[], opts?: TokenizeOptions): TokenizedBatch;
 }
+
+export { fillTemplate, splitSynonyms } from "./prompt-texts.js";
 
 /** The DEDOS / CAT-Seg single template. */
 export const DEFAULT_TEMPLATE = "A photo of a {} in the scene";
@@ -41,24 +44,7 @@ export function resolveTemplates(t: TemplateSetName | readonly string[] = "singl
   } else {
     list = t;
   }
-  const templates = list as string[];
-  if (templates.length === 0) throw new Error("prompt templates: the list is empty");
-  for (const s of templates) {
-    if (typeof s !== "string" || s.split("{}").length !== 2) {
-      throw new Error(`prompt template ${JSON.stringify(s)} must contain exactly one "{}"`);
-    }
-  }
-  return [...templates];
-}
-
-/** Python's `template.format(name)` for a single "{}" (a function replacer keeps "$" in names literal). */
-export function fillTemplate(template: string, name: string): string {
-  return template.replace("{}", () => name);
-}
-
-/** Synonyms of a class name as CAT-Seg splits them: on ", " exactly. */
-export function splitSynonyms(name: string): string[] {
-  return name.split(", ");
+  return checkTemplates(list);
 }
 
 export interface ClassEmbeddingOptions {
@@ -133,15 +119,7 @@ function computeClassEmbeddings(
   reduction: "mean" | "none",
   batchSize = 256,
 ): Tensor {
-  // Texts class by class, template-major and synonym-minor (CAT-Seg's order).
-  const texts: string[] = [];
-  const groups: { start: number; synonyms: number }[] = [];
-  for (const name of classNames) {
-    const all = splitSynonyms(name);
-    const names = synonyms === "average" ? all : all.slice(0, 1);
-    groups.push({ start: texts.length, synonyms: names.length });
-    for (const t of templates) for (const n of names) texts.push(fillTemplate(t, n));
-  }
+  const { texts, groups } = promptTexts(classNames, templates, synonyms);
   const P = templates.length;
   return tidy(() => {
     const feats = l2normalize(encodeTexts(model, tokenizer, texts, batchSize)); // (N, E)
