@@ -11,7 +11,9 @@
         "src/io.cpp",
         "src/allocator.cpp",
         "src/dist.cpp",
-        "src/gemm.cpp"
+        "src/gemm.cpp",
+        "src/sgemm.cpp",
+        "src/aten-gemm.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

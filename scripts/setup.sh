@@ -32,7 +32,8 @@ fi
 
 # npm packages (exactly the lock file); skipped when node_modules matches the lock.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  # onnxruntime-node (a dev dependency) would fetch CUDA binaries from NuGet, which is not needed for CPU.
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 fi
 
 # Native addon: rebuilt when any native source is newer than the built module.

@@ -42,6 +42,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitIO(env, exports);
   InitDistributed(env, exports);
   InitGemm(env, exports);
+  InitAtenGemm(env, exports);
   DEDOS_OP("setNumThreads", {
     int n = static_cast<int>(dedos::ArgInt(info, 0));
     if (n < 1) throw std::invalid_argument("thread count must be ≥ 1");

@@ -72,5 +72,6 @@ void InitIO(Napi::Env env, Napi::Object exports);
 void InstallCpuAllocator(Napi::Env env, Napi::Object exports);
 void InitDistributed(Napi::Env env, Napi::Object exports);
 void InitGemm(Napi::Env env, Napi::Object exports);
+void InitAtenGemm(Napi::Env env, Napi::Object exports);
 
 }  // namespace dedos

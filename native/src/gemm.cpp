@@ -11,8 +11,6 @@
 // whenever the fast path does not apply: (except for F.linear) a tensor that needs a gradient, non-CPU or
 // non-float32 tensors, CPU autocast, shapes outside the cases below, or a libtorch without a separately loaded
 // oneDNN (pytorch.org builds link it statically and hide its symbols; then dnnl_sgemm is simply not found).
-#include <dlfcn.h>
-
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -21,43 +19,18 @@
 #include <string>
 
 #include "common.h"
+#include "sgemm.h"
 
 namespace dedos {
 namespace {
 
-// dnnl_sgemm: C := alpha·op(A)·op(B) + beta·C, all row-major, dnnl_dim_t = int64_t, returns dnnl_status_t.
-using SgemmFn = int (*)(char, char, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
-                        float*, int64_t);
+using sgemm::AsOperand;
+using sgemm::Gemm;
+using sgemm::IsRowMajor;
+using sgemm::Operand;
 
-SgemmFn ResolveSgemm() {
-  void* f = nullptr;
-  if (void* h = dlopen("libdnnl.so.2", RTLD_LAZY | RTLD_NOLOAD)) f = dlsym(h, "dnnl_sgemm");
-  if (f == nullptr) f = dlsym(RTLD_DEFAULT, "dnnl_sgemm");
-  return reinterpret_cast<SgemmFn>(f);
-}
-
-const SgemmFn kSgemm = ResolveSgemm();
-// DEDOS_DNNL_GEMM=0 turns the fast paths off (A/B measurements, debugging); setInferenceGemm at run time.
-bool gEnabled = [] {
-  const char* e = std::getenv("DEDOS_DNNL_GEMM");
-  return !(e != nullptr && e[0] == '0');
-}();
-
-void Gemm(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
-          int64_t ldb, float beta, float* c, int64_t ldc) {
-  int status = kSgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  if (status != 0) throw std::runtime_error("dnnl_sgemm failed with status " + std::to_string(status));
-}
-
-// CPU float32 strided tensors (undefined tensors are skipped), outside CPU autocast regions (there ATen casts
-// the operands first), with sgemm found and enabled.
-bool SgemmApplies(std::initializer_list<const at::Tensor*> ts) {
-  if (kSgemm == nullptr || !gEnabled || at::autocast::is_cpu_enabled()) return false;
-  for (const at::Tensor* t : ts)
-    if (t->defined() && (!t->device().is_cpu() || t->scalar_type() != at::kFloat || t->layout() != at::kStrided))
-      return false;
-  return true;
-}
+// CPU float32 strided tensors with sgemm found and enabled (see sgemm.h).
+bool SgemmApplies(std::initializer_list<const at::Tensor*> ts) { return sgemm::Applies(ts); }
 
 // Whether autograd would record an op on these tensors.
 bool NeedsGrad(std::initializer_list<const at::Tensor*> ts) {
@@ -69,28 +42,6 @@ bool NeedsGrad(std::initializer_list<const at::Tensor*> ts) {
 
 // The inference paths: sgemm applies and no gradient is needed.
 bool Eligible(std::initializer_list<const at::Tensor*> ts) { return SgemmApplies(ts) && !NeedsGrad(ts); }
-
-// A (rows × cols) matrix as sgemm reads it: row-major as it is ('N'), column-major as the transpose of a
-// row-major matrix ('T'), anything else as a row-major copy. `ld` is the leading dimension sgemm expects.
-struct Operand {
-  at::Tensor t;
-  char trans;
-  int64_t ld;
-};
-
-bool IsRowMajor(const at::Tensor& m) {
-  const int64_t rows = m.size(0), cols = m.size(1);
-  return (cols == 1 || m.stride(1) == 1) && (rows == 1 || m.stride(0) >= cols);
-}
-
-Operand AsOperand(const at::Tensor& m) {
-  const int64_t rows = m.size(0), cols = m.size(1);
-  if (IsRowMajor(m))
-    return {m, 'N', rows > 1 ? m.stride(0) : std::max<int64_t>(cols, 1)};
-  if ((rows == 1 || m.stride(0) == 1) && (cols == 1 || m.stride(1) >= rows))
-    return {m, 'T', cols > 1 ? m.stride(1) : std::max<int64_t>(rows, 1)};
-  return {m.contiguous(), 'N', std::max<int64_t>(cols, 1)};
-}
 
 // Up to this many rows, linears run as yᵀ = W·xᵀ (see Linear).
 constexpr int64_t kFewRows = 256;
@@ -286,10 +237,10 @@ void InitGemm(Napi::Env env, Napi::Object exports) {
     return o.defined() ? dedos::Ret(env, o) : env.Null();
   });
   DEDOS_OP("setInferenceGemm", {
-    gEnabled = dedos::ArgBool(info, 0);
+    sgemm::SetEnabled(dedos::ArgBool(info, 0));
     return env.Undefined();
   });
-  DEDOS_OP("inferenceGemmAvailable", { return Napi::Boolean::New(env, kSgemm != nullptr && gEnabled); });
+  DEDOS_OP("inferenceGemmAvailable", { return Napi::Boolean::New(env, sgemm::Enabled()); });
 }
 
 }  // namespace dedos

@@ -564,6 +564,8 @@ export interface NativeAddon {
   attentionInference(q: NativeTensor, k: NativeTensor, v: NativeTensor, scale: number): NativeTensor | null;
   setInferenceGemm(enabled: boolean): void;
   inferenceGemmAvailable(): boolean;
+  /** Whether ATen's float32 CPU mm/addmm/bmm/baddbmm kernels run on oneDNN's sgemm (aten-gemm.cpp). */
+  atenGemmRouted(): boolean;
 
   // ---- addon.cpp ----
   /** libtorch's and OpenBLAS's thread count (≥ 1). */
@@ -809,6 +811,7 @@ export const NATIVE_OPS = [
   "attentionInference",
   "setInferenceGemm",
   "inferenceGemmAvailable",
+  "atenGemmRouted",
   "setNumThreads",
   "getNumThreads",
   "hasCuda",
