@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { F } from "../src/torch/index.js";
 import { native } from "../src/torch/native.js";
 import { dispose, Generator, randn, Tensor, tidy } from "../src/torch/tensor.js";
+import { type BlasChoice, PYTHON, pythonEnv } from "./harness.js";
 
 export interface Timing {
   name: string;
@@ -88,26 +89,21 @@ export async function timeMedianYielding(fn: () => void, reps = 10, warmup = 2):
   return t[Math.floor(t.length / 2)]!;
 }
 
-/** Runs a Python reference script with Debian's PyTorch and the same thread settings; returns its JSON. */
+/**
+ * Runs a Python reference script once with Debian's PyTorch at its best (bench/harness.ts pythonEnv: OpenBLAS
+ * auto-detected unless `blas` says pinned, malloc without mmap; the script calls common.best_torch) and the
+ * same thread count; returns its JSON. The fair, alternated comparison is bench/run.ts.
+ */
 export function runPythonReference(
   script: string,
   threads: number,
   args: string[] = [],
+  blas: BlasChoice = "auto",
 ): Record<string, number> | null {
-  const py = "/usr/bin/python3";
-  if (!existsSync(py)) return null;
-  const r = spawnSync(py, [script, String(threads), ...args], {
+  if (!existsSync(PYTHON)) return null;
+  const r = spawnSync(PYTHON, [script, String(threads), ...args], {
     encoding: "utf8",
-    // The same allocator settings the addon applies to itself (see native/src/addon.cpp), so that both sides
-    // run without glibc returning buffers to the OS between ops.
-    env: {
-      ...process.env,
-      OMP_NUM_THREADS: String(threads),
-      OPENBLAS_NUM_THREADS: String(threads),
-      MALLOC_MMAP_THRESHOLD_: String(32 * 1024 * 1024),
-      MALLOC_TRIM_THRESHOLD_: String(1024 * 1024 * 1024),
-      MALLOC_TOP_PAD_: String(64 * 1024 * 1024),
-    },
+    env: pythonEnv(threads, blas),
     maxBuffer: 1 << 24,
   });
   if (r.status !== 0) {

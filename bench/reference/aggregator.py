@@ -16,13 +16,12 @@ import resource
 import sys
 
 import torch
-from common import median_ms, reset_peak_rss, status_mb
+from common import best_torch, median_ms, reset_peak_rss, status_mb
 import torch.nn.functional as F
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 spec = json.load(open(sys.argv[2]))
-torch.set_num_threads(threads)
-torch.manual_seed(0)
+best_torch(threads)
 
 B, T, C, H, W = spec["B"], spec["T"], spec["C"], spec["H"], spec["W"]
 WS, HEADS = spec["window"], spec["heads"]
@@ -214,7 +213,7 @@ q_lin = torch.randn(N_CLS, 256, HEADS, C // HEADS)
 k_lin = torch.randn(N_CLS, 256, HEADS, C // HEADS)
 v_lin = torch.randn(N_CLS, 256, HEADS, C // HEADS)
 y1 = None
-with torch.no_grad():
+with torch.inference_mode():
     y1 = swin.block_1(tokens, g)
     after_swin = swin(x, ag)
 
@@ -229,7 +228,7 @@ cases = {
 }
 only = spec.get("only")
 out = {}
-with torch.no_grad():
+with torch.inference_mode():
     for name, fn in cases.items():
         if only and name not in only:
             continue

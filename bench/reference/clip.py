@@ -1,5 +1,6 @@
-# PyTorch reference for bench/clip.ts: a full-size CLIP ViT-B/16 (random weights) written with plain torch ops
-# in openai/CLIP's structure, run the way dedos runs it. Prints JSON: ms per case and "<case> | peak RSS MB".
+# PyTorch reference for bench/clip.ts and the CLIP rows of bench/run.ts: a full-size CLIP ViT-B/16 (random
+# weights) written with plain torch ops in openai/CLIP's structure, run the way dedos runs it. As a script it
+# prints JSON: ms per case and "<case> | peak RSS MB"; as a module it gives the case factories of worker.py.
 #   python3 clip.py THREADS SPEC.json
 # SPEC.json (written by bench/clip.ts): {"vision": {...preset}, "text": {...preset}, "resolution": 384,
 #   "taps": [3, 7], "ids": [...row-major int ids...], "idsShape": [B, L], "reps": {...}}
@@ -14,14 +15,10 @@ import resource
 import sys
 
 import torch
-from common import median_ms, reset_peak_rss, status_mb
 import torch.nn.functional as F
 from torch import nn
 
-threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-spec = json.load(open(sys.argv[2]))
-torch.set_num_threads(threads)
-torch.manual_seed(0)
+from common import best_torch, median_ms, reset_peak_rss, status_mb
 
 
 def param(*shape, std):
@@ -164,39 +161,76 @@ class TextTransformer(nn.Module):
         return pooled @ self.text_projection
 
 
-vision = VisionTransformer(spec["vision"]).eval()
-text = TextTransformer(spec["text"]).eval()
-for p_ in [*vision.parameters(), *text.parameters()]:
-    p_.requires_grad_(False)
-model_rss = status_mb("VmRSS")  # weights of both towers resident (randn touched every page)
+def frozen(module):
+    module.eval()
+    for p_ in module.parameters():
+        p_.requires_grad_(False)
+    return module
 
-R = spec["resolution"]
-taps = tuple(spec["taps"])
-pixels = torch.randn(1, 3, R, R)
-ids = torch.tensor(spec["ids"], dtype=torch.int64).reshape(*spec["idsShape"])
-names = spec["names"]
-reps = spec["reps"]
 
-out = {}
-with torch.no_grad():
-    # Sanity: random full-size weights must not overflow (inf/NaN would change kernel speed).
-    tok, _ = vision(pixels, True, taps)
-    feats = text(ids)
-    if not (torch.isfinite(tok).all() and torch.isfinite(feats).all()):
-        print("warning: non-finite outputs", file=sys.stderr)
-    del tok, feats
+def vision_case(spec):
+    """The image tower in dense mode with the guidance taps, on one random image (bench/run.ts)."""
+    vision = frozen(VisionTransformer(spec["vision"]))
+    r, taps = spec["resolution"], tuple(spec["taps"])
+    pixels = torch.randn(1, 3, r, r)
 
-    ok = reset_peak_rss()
-    out[names["vision"]] = median_ms(lambda: vision(pixels, True, taps), *reps["vision"])
-    if ok:
-        out[names["vision"] + spec["rssKey"]] = status_mb("VmHWM")
+    def run():
+        with torch.inference_mode():
+            vision(pixels, True, taps)
 
-    ok = reset_peak_rss()
-    out[names["text"]] = median_ms(lambda: text(ids), *reps["text"])
-    if ok:
-        out[names["text"] + spec["rssKey"]] = status_mb("VmHWM")
+    return run
 
-# ru_maxrss: the whole process (KB on Linux); includes model construction.
-out["ru_maxrss MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-out["model RSS MB"] = model_rss
-print(json.dumps(out))
+
+def text_case(spec):
+    """The text tower on token ids (bench/run.ts)."""
+    text = frozen(TextTransformer(spec["text"]))
+    ids = torch.tensor(spec["ids"], dtype=torch.int64).reshape(*spec["idsShape"])
+
+    def run():
+        with torch.inference_mode():
+            text(ids)
+
+    return run
+
+
+def main():
+    best_torch(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
+    spec = json.load(open(sys.argv[2]))
+    vision = frozen(VisionTransformer(spec["vision"]))
+    text = frozen(TextTransformer(spec["text"]))
+    model_rss = status_mb("VmRSS")  # weights of both towers resident (randn touched every page)
+
+    R = spec["resolution"]
+    taps = tuple(spec["taps"])
+    pixels = torch.randn(1, 3, R, R)
+    ids = torch.tensor(spec["ids"], dtype=torch.int64).reshape(*spec["idsShape"])
+    names = spec["names"]
+    reps = spec["reps"]
+
+    out = {}
+    with torch.inference_mode():
+        # Sanity: random full-size weights must not overflow (inf/NaN would change kernel speed).
+        tok, _ = vision(pixels, True, taps)
+        feats = text(ids)
+        if not (torch.isfinite(tok).all() and torch.isfinite(feats).all()):
+            print("warning: non-finite outputs", file=sys.stderr)
+        del tok, feats
+
+        ok = reset_peak_rss()
+        out[names["vision"]] = median_ms(lambda: vision(pixels, True, taps), *reps["vision"])
+        if ok:
+            out[names["vision"] + spec["rssKey"]] = status_mb("VmHWM")
+
+        ok = reset_peak_rss()
+        out[names["text"]] = median_ms(lambda: text(ids), *reps["text"])
+        if ok:
+            out[names["text"] + spec["rssKey"]] = status_mb("VmHWM")
+
+    # ru_maxrss: the whole process (KB on Linux); includes model construction.
+    out["ru_maxrss MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["model RSS MB"] = model_rss
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

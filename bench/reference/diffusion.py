@@ -1,28 +1,31 @@
-# PyTorch reference for bench/diffusion.ts: the SD-2-base UNet (diffusers UNet2DConditionModel with the
+# PyTorch reference for bench/diffusion.ts and the UNet row of bench/run.ts: the SD-2-base UNet (diffusers UNet2DConditionModel with the
 # sd-2-base config: block_out_channels 320/640/1280/1280, 2 layers per block, heads 5/10/20/20 of 64 channels,
 # linear projections, cross-attention dim 1024) written out in plain PyTorch (diffusers is not installed here),
 # with random weights, at a 48×48 latent, batch 1, text 77 × 1024, under no_grad. Attention follows diffusers'
 # AttnProcessor (baddbmm → softmax → bmm over batch·heads), the feed-forward its GEGLU.
 #   python3 diffusion.py [threads] [reps]
-# Prints JSON: {"SD-2-base UNet fwd 48×48 latent": ms, "… | peak RSS MB": MB, "kernel cases" ...}.
+# Prints JSON: {"SD-2-base UNet fwd 48×48 latent": ms, "… | peak RSS MB": MB, "kernel cases" ...}; as a module
+# it gives the case factory of worker.py. Convolution weights and activations are channels-last (weights
+# converted once, as PyTorch's CPU performance guide recommends: oneDNN then skips the layout reorders).
 import json
 import math
 import sys
 
 import torch
 import torch.nn.functional as F
-from common import median_ms, reset_peak_rss, status_mb
 from torch import nn
 
-threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-torch.set_num_threads(threads)
-torch.manual_seed(0)
+from common import best_torch, median_ms, reset_peak_rss, status_mb
 
 BOC = [320, 640, 1280, 1280]
 HEADS = [5, 10, 20, 20]
 CROSS = 1024
 GROUPS = 32
+
+
+def layout(x):
+    cl = torch.channels_last
+    return cl if x.is_contiguous(memory_format=cl) and not x.is_contiguous() else torch.contiguous_format
 
 
 class Resnet(nn.Module):
@@ -95,7 +98,8 @@ class Transformer(nn.Module):
         b, c, h, w = x.shape
         t = self.norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
         t = self.proj_out(self.block(self.proj_in(t), text))
-        return t.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous() + x
+        t = t.reshape(b, h, w, c).permute(0, 3, 1, 2)  # diffusers' .contiguous(), in the input's layout
+        return t.contiguous(memory_format=layout(x)) + x
 
 
 class UNet(nn.Module):
@@ -159,16 +163,32 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-out = {}
-unet = UNet().eval().requires_grad_(False)
-z = torch.randn(1, 4, 48, 48)
-text = torch.randn(1, 77, CROSS)
-t = torch.tensor([50])
-name = "SD-2-base UNet fwd 48×48 latent"
-with torch.no_grad():
-    assert unet(z, t, text).shape == (1, 4, 48, 48)
+def unet_case(spec):
+    """One forward at an H×W latent, batch 1, text 77 × 1024, channels-last (bench/run.ts)."""
+    unet = UNet().eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    n = spec.get("latent", 48)
+    z = torch.randn(1, 4, n, n).contiguous(memory_format=torch.channels_last)
+    text, t = torch.randn(1, 77, CROSS), torch.tensor([50])
+
+    def run():
+        with torch.inference_mode():
+            unet(z, t, text)
+
+    return run
+
+
+def main():
+    best_torch(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
+    reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    run = unet_case({"latent": 48})
+    name = "SD-2-base UNet fwd 48×48 latent"
+    out = {}
+    run()
     reset_peak_rss()
-    out[name] = median_ms(lambda: unet(z, t, text), reps, 1)
+    out[name] = median_ms(run, reps, 0)
     out[name + " | peak RSS MB"] = status_mb("VmHWM")
-out["parameters"] = sum(p.numel() for p in unet.parameters())
-print(json.dumps(out))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

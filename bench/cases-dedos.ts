@@ -1,0 +1,99 @@
+// The dedos engine's side of the cases of bench/cases.ts: one factory per case id (the same ids as
+// bench/reference/worker.py), each building the case from its spec and returning one call of it that frees
+// everything it allocates. Random weights (seeded); under noGrad unless the case is a backward.
+import { CLIP_PRESETS } from "../src/clip/config.js";
+import { ClipTextEncoder } from "../src/clip/text.js";
+import { ClipVisionEncoder } from "../src/clip/vision.js";
+import { SD_PRESETS } from "../src/diffusion/config.js";
+import { UNet2DConditionModel } from "../src/diffusion/unet.js";
+import { F, Generator, nn, noGrad, randn, type Tensor, tensor, tidy } from "../src/torch/index.js";
+import { referenceKernels } from "./common.js";
+import type { CaseFactory } from "./sample.js";
+
+/** One ViT-B block (pre-LN, 12 heads, MLP 3072, QuickGELU), written as CLIP's block is; shared with engine.ts. */
+export function vitBlock(g: Generator): { forward: (x: Tensor) => Tensor; parameters: Tensor[] } {
+  const D = 768;
+  const ln1 = new nn.LayerNorm(D);
+  const ln2 = new nn.LayerNorm(D);
+  const attn = new nn.MultiheadAttention(D, 12, { generator: g });
+  const fc = new nn.Linear(D, 4 * D, true, { generator: g });
+  const proj = new nn.Linear(4 * D, D, true, { generator: g });
+  const forward = (x: Tensor) =>
+    tidy(() => {
+      const y = x.add(attn.forward(ln1.forward(x)));
+      return y.add(proj.forward(F.quickGelu(fc.forward(ln2.forward(y)))));
+    });
+  const parameters = [ln1, ln2, attn, fc, proj].flatMap((m) => m.parameters());
+  return { forward, parameters };
+}
+
+/** One of the engine's reference kernels (common.ts referenceKernels: the same cases as bench/engine). */
+function kernel(name: string): () => void {
+  const all = referenceKernels();
+  for (const k of all) if (!k.name.startsWith(name)) k.dispose();
+  const k = all.find((x) => x.name.startsWith(name))!;
+  return () => noGrad(k.run);
+}
+
+const clipPreset = (spec: Record<string, unknown>) =>
+  CLIP_PRESETS[String(spec.preset) as keyof typeof CLIP_PRESETS];
+
+export const DEDOS_CASES: Record<string, CaseFactory> = {
+  matmul: () => kernel("matmul"),
+  conv: () => kernel("conv3x3"),
+  "tiny-op": (spec) => {
+    const [a, b] = [randn([1]), randn([1])];
+    const n = Number(spec.calls);
+    return () => {
+      for (let i = 0; i < n; i++) a.add(b).dispose();
+    };
+  },
+  "vit-fwd": (spec) => {
+    const g = new Generator(0);
+    const block = vitBlock(g);
+    const x = randn([Number(spec.tokens), 1, 768], { generator: g });
+    return () => noGrad(() => block.forward(x).dispose());
+  },
+  "vit-fwd-bwd": (spec) => {
+    const g = new Generator(0);
+    const block = vitBlock(g);
+    const x = randn([Number(spec.tokens), 1, 768], { generator: g, requiresGrad: true });
+    return () =>
+      tidy(() => {
+        for (const p of block.parameters) p.grad = null;
+        x.grad = null;
+        block.forward(x).sum().backward();
+      });
+  },
+  "clip-vision": (spec) => {
+    const preset = clipPreset(spec);
+    const visual = new ClipVisionEncoder(preset.vision, { generator: new Generator(0) }).eval();
+    visual.requiresGrad_(false);
+    const r = Number(spec.resolution);
+    const pixels = randn([1, 3, r, r], { generator: new Generator(1) });
+    const taps = spec.taps as number[];
+    return () =>
+      noGrad(() =>
+        tidy(() => {
+          visual.forward(pixels, { dense: true, taps });
+        }),
+      );
+  },
+  "clip-text": (spec) => {
+    const preset = clipPreset(spec);
+    const text = new ClipTextEncoder(preset.text, { generator: new Generator(0) }).eval();
+    text.requiresGrad_(false);
+    const ids = tidy(() => tensor(Int32Array.from(spec.ids as number[]), spec.idsShape as number[]).long());
+    return () => noGrad(() => text.encodeText(ids).dispose());
+  },
+  unet: (spec) => {
+    const config = SD_PRESETS["sd-2-base"].unet;
+    const g = new Generator(0);
+    const unet = new UNet2DConditionModel(config, { generator: g }).requiresGrad_(false).eval();
+    const n = Number(spec.latent);
+    const z = randn([1, 4, n, n], { generator: g });
+    const text = randn([1, 77, config.cross_attention_dim as number], { generator: g });
+    // No taps: the PyTorch reference returns the sample only, so both sides do the same work.
+    return () => noGrad(() => unet.forward(z, 50, text, { taps: false }).sample.dispose());
+  },
+};
