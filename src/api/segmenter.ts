@@ -8,12 +8,15 @@
 // model the caller already holds (training's evaluation) and runs in the caller's thread.
 import { Worker } from "node:worker_threads";
 import type { CatSegConfig } from "../catseg/config.js";
-import type { WindowPreset } from "../catseg/inference.js";
 import type { CatSegModel } from "../catseg/model.js";
+import type { WindowPreset, WindowSpec } from "../catseg/window.js";
 import { parseClassList } from "../data/classes.js";
 import { type ImageInput, type RgbImage, readImageRGB } from "../data/image-decode.js";
 import type { DedosConfig } from "../dedos/config.js";
 import { DedosModel } from "../dedos/model.js";
+import { openExportFolder } from "../onnx/node.js";
+import type { OrtModule } from "../onnx/runtime.js";
+import type { OnnxSegmentation } from "../onnx/segmentation.js";
 import { type ClassShare, classShares } from "../viz/overlay.js";
 import { configOfWeight, type FetchProgress, resolveWeights } from "../weights/index.js";
 import {
@@ -25,6 +28,8 @@ import {
 } from "./segment-core.js";
 
 export interface SegmenterOptions {
+  /** "torch" (default): libtorch through the native addon, from weights files. */
+  backend?: "torch";
   /**
    * Which model when the weights do not say so: "catseg" (default) or "dedos". A DEDOS weights file (written
    * by `dedos train`) is recognised by its metadata and always gives DEDOS.
@@ -53,6 +58,26 @@ export interface SegmenterOptions {
   onProgress?: (p: SegmentProgress) => void;
   /** Cancels a download of named weights. */
   signal?: AbortSignal;
+}
+
+/**
+ * A segmenter over an exported model (`dedos export` folder: manifest.json, text.onnx, view.onnx) run by
+ * onnxruntime-node: no libtorch needed (install onnxruntime-node, an optional peer dependency).
+ */
+export interface OnnxSegmenterOptions {
+  backend: "onnx";
+  /** The export folder. */
+  model: string;
+  /** "cpu" (default), "cuda[:N]", or another onnxruntime execution provider ("dml", "coreml", …). */
+  device?: string;
+  /** Sliding-window geometry (default: the preset whose kernel is the exported view size). */
+  window?: WindowPreset | WindowSpec;
+  /** More onnxruntime session options (e.g. { intraOpNumThreads: 2 }). */
+  sessionOptions?: Record<string, unknown>;
+  /** Another onnxruntime module than onnxruntime-node (e.g. onnxruntime-web, or a stand-in in tests). */
+  runtime?: OrtModule;
+  /** Progress of loading (stage "loading"). */
+  onProgress?: (p: SegmentProgress) => void;
 }
 
 export interface SegmentProgress {
@@ -224,6 +249,30 @@ class LocalBackend implements Backend {
   async close(): Promise<void> {}
 }
 
+/** An exported model on onnxruntime, in this thread (sessions run on onnxruntime's own threads). */
+class OnnxBackend implements Backend {
+  constructor(
+    private readonly model: OnnxSegmentation,
+    private readonly window: WindowPreset | WindowSpec | undefined,
+  ) {}
+
+  async run(rgb: RgbImage, req: SegmentRequest, o: RunOptions): Promise<RawSegmentation> {
+    const r = await this.model.segment(rgb, req.classes, this.window, {
+      synonyms: req.synonyms,
+      output: req.scores ? "both" : "labels",
+      progress: o.progress,
+      checkCancelled: () => {
+        if (o.signal?.aborted) throw abortError(o.signal);
+      },
+    });
+    return { width: rgb.width, height: rgb.height, labels: r.labels!, scores: r.scores };
+  }
+
+  close(): Promise<void> {
+    return this.model.release();
+  }
+}
+
 /**
  * Open-vocabulary segmentation with CAT-Seg or DEDOS weights.
  * @example
@@ -246,8 +295,16 @@ export class Segmenter {
     readonly randomWeights: boolean,
   ) {}
 
-  /** Loads the model in a worker thread (the event loop keeps running meanwhile). */
-  static async create(o: SegmenterOptions): Promise<Segmenter> {
+  /**
+   * Loads the model in a worker thread (the event loop keeps running meanwhile); with `backend: "onnx"`, opens
+   * an export folder on onnxruntime instead (no libtorch).
+   * @example
+   *   const seg = await Segmenter.create({ backend: "onnx", model: "exports/catseg-vitb", device: "cpu" });
+   */
+  static async create(o: SegmenterOptions | OnnxSegmenterOptions): Promise<Segmenter> {
+    if (o?.backend === "onnx") return Segmenter.createOnnx(o);
+    if (o?.backend !== undefined && o.backend !== "torch")
+      throw new Error(`Segmenter.create: unknown backend "${String(o.backend)}" (torch or onnx)`);
     if (typeof o?.weights !== "string" || o.weights === "")
       throw new Error(
         'Segmenter.create: weights is required: a weights file (e.g. "model_base.pth"), or "random" for random weights that show the pipeline',
@@ -273,6 +330,25 @@ export class Segmenter {
     const { backend, kind } = await WorkerBackend.start(spec, o.window ?? "catseg");
     o.onProgress?.({ stage: "loading", done: 1, total: 1 });
     return new Segmenter(backend, kind as "catseg" | "dedos", o.weights === "random");
+  }
+
+  private static async createOnnx(o: OnnxSegmenterOptions): Promise<Segmenter> {
+    if (typeof o.model !== "string" || o.model === "")
+      throw new Error('Segmenter.create: backend "onnx" needs model: the folder written by `dedos export`');
+    o.onProgress?.({ stage: "loading", done: 0, total: 1 });
+    const m = await openExportFolder(o.model, {
+      device: o.device,
+      runtime: o.runtime,
+      sessionOptions: o.sessionOptions,
+    });
+    try {
+      m.windowFor(o.window); // a window that does not fit the graph fails here, not at the first image
+    } catch (e) {
+      await m.release();
+      throw e;
+    }
+    o.onProgress?.({ stage: "loading", done: 1, total: 1 });
+    return new Segmenter(new OnnxBackend(m, o.window), m.kind, false);
   }
 
   /** A segmenter over a model you already hold (e.g. during training), in this thread; `dispose` leaves it. */

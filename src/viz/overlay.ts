@@ -5,40 +5,24 @@ import sharp from "sharp";
 import type { RgbImage } from "../data/image-decode.js";
 import { encodePng } from "../data/png.js";
 import { writeFileAtomic } from "../util/fs.js";
-import { classColor } from "./palette.js";
+import {
+  blendOverlay,
+  type ClassShare,
+  classShares,
+  type FontCoverage,
+  LEGEND_FONT_FAMILY,
+  legendLabel,
+  legendLayout,
+  xmlAllowed,
+} from "./legend.js";
 
-export interface ClassShare {
-  index: number;
-  name: string;
-  pixels: number;
-  share: number;
-}
-
-/** Pixel count and share of every class present in `labels`, largest first. */
-export function classShares(labels: ArrayLike<number>, names: readonly string[]): ClassShare[] {
-  const counts = new Map<number, number>();
-  for (let i = 0; i < labels.length; i++) counts.set(labels[i]!, (counts.get(labels[i]!) ?? 0) + 1);
-  return [...counts]
-    .map(([index, pixels]) => ({
-      index,
-      name: names[index] ?? `class ${index}`,
-      pixels,
-      share: pixels / labels.length,
-    }))
-    .sort((a, b) => b.pixels - a.pixels || a.index - b.index);
-}
-
-/** Whether XML 1.0 can hold code point `cp` at all (not even a character reference may name the others). */
-function xmlAllowed(cp: number): boolean {
-  return (
-    cp === 0x9 ||
-    cp === 0xa ||
-    cp === 0xd ||
-    (cp >= 0x20 && cp <= 0xd7ff) ||
-    (cp >= 0xe000 && cp <= 0xfffd) ||
-    cp >= 0x10000
-  );
-}
+export {
+  blendOverlay,
+  type ClassShare,
+  classShares,
+  type FontCoverage,
+  LEGEND_FONT_FAMILY,
+} from "./legend.js";
 
 /**
  * `s` as XML character data / attribute text: the five markup characters as entities, and every character
@@ -62,16 +46,6 @@ export function escapeXml(s: string): string {
 }
 
 // ---- fonts of the legend ----
-
-/**
- * The legend's font list: DejaVu Sans (Latin, Greek, Cyrillic, symbols), then Noto Sans CJK (Debian
- * fonts-noto-cjk) for Chinese, Japanese and Korean, then Noto Color Emoji (fonts-noto-color-emoji; librsvg
- * draws its emoji as black silhouettes). Fontconfig falls back to any other installed font after these.
- */
-export const LEGEND_FONT_FAMILY = "DejaVu Sans, Noto Sans CJK SC, Noto Color Emoji, sans-serif";
-
-/** Whether some font the legend can use has a glyph for a code point. */
-export type FontCoverage = (cp: number) => boolean;
 
 /**
  * DejaVu Sans's character set (fontconfig's notation, ranges in hex, gaps under 16 code points closed): what
@@ -140,46 +114,12 @@ export function installedFontCoverage(): FontCoverage {
   return installedCoverage;
 }
 
-/** Characters that draw nothing by design (joiners, variation selectors, …): no glyph is needed. */
-const IGNORABLE = /^\p{Default_Ignorable_Code_Point}$/u;
-
 /**
- * A name as the legend draws it, at most `maxChars` code points ("…" after a cut, never inside a surrogate
- * pair). Characters that cannot be drawn are made readable: controls (and what XML forbids) are drawn as
- * U+FFFD, characters no installed font covers are kept (they show as boxes), and the code points of both
- * follow the name ("(U+1F431)", at most 4, then "…").
+ * A name as the legend draws it ({@link legendLabel}), checking glyphs against `covers` (default: the
+ * installed fonts, asked only when a name needs more than ASCII).
  */
 export function legendText(name: string, maxChars: number, covers?: FontCoverage): string {
-  const chars = Array.from(name);
-  const unreadable: string[] = [];
-  for (const ch of chars) {
-    const cp = ch.codePointAt(0)!;
-    const drawable =
-      !isControl(ch) && (cp <= 0x7e || IGNORABLE.test(ch) || (covers ?? installedFontCoverage())(cp));
-    const u = `U+${cp.toString(16).toUpperCase().padStart(4, "0")}`;
-    if (!drawable && !unreadable.includes(u)) unreadable.push(u);
-  }
-  const shown = chars.length > maxChars ? [...chars.slice(0, maxChars - 1), "…"] : chars;
-  const text = shown.map((ch) => (isControl(ch) ? "\uFFFD" : ch)).join("");
-  if (unreadable.length === 0) return text;
-  const list = unreadable.length > 4 ? [...unreadable.slice(0, 4), "…"] : unreadable;
-  return `${text} (${list.join(" ")})`;
-}
-
-/** A control character (C0, DEL, C1) or one XML forbids: drawn as U+FFFD. */
-function isControl(ch: string): boolean {
-  return !xmlAllowed(ch.codePointAt(0)!) || /^\p{Cc}$/u.test(ch);
-}
-
-/** Characters drawn about a full em wide: CJK ideographs, kana, Hangul, emoji, full-width forms. */
-const WIDE =
-  /^[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}\p{Extended_Pictographic}\u3000-\u303f\uff01-\uff60\uffe0-\uffe6]$/u;
-
-/** A rough width of `text` in DejaVu Sans / Noto at `px` (wide characters a full em, the rest about 0.62). */
-function textWidth(text: string, px: number): number {
-  let w = 0;
-  for (const ch of text) w += WIDE.test(ch) ? px : 0.62 * px;
-  return w;
+  return legendLabel(name, maxChars, covers ?? ((cp) => installedFontCoverage()(cp)));
 }
 
 export interface OverlayOptions {
@@ -207,19 +147,7 @@ export async function renderOverlay(
   const { width: W, height: H } = image;
   if (labels.length !== W * H)
     throw new Error(`renderOverlay: ${labels.length} labels for a ${W}×${H} image`);
-  const a = o.opacity ?? 0.5;
-  const out = new Uint8Array(W * H * 3);
-  const colors = new Map<number, [number, number, number]>();
-  for (let i = 0; i < W * H; i++) {
-    const k = labels[i]!;
-    let c = colors.get(k);
-    if (!c) {
-      c = classColor(k);
-      colors.set(k, c);
-    }
-    for (let ch = 0; ch < 3; ch++)
-      out[i * 3 + ch] = Math.round(image.data[i * 3 + ch]! * (1 - a) + c[ch]! * a);
-  }
+  const out = blendOverlay(image, labels, o.opacity ?? 0.5);
   const shares = classShares(labels, names);
   const pixels = {
     input: Buffer.from(out.buffer, out.byteOffset, out.length),
@@ -253,30 +181,23 @@ export function legendSvg(
   title?: string,
   covers?: FontCoverage,
 ): { svg: string; width: number; height: number } {
-  const row = 22;
-  const height = Math.max(minHeight, 16 + row * (shares.length + (title ? 1 : 0)));
+  const font = `font-family="${LEGEND_FONT_FAMILY}" font-size="13"`;
+  const {
+    width,
+    height,
+    title: head,
+    rows,
+  } = legendLayout(shares, minHeight, covers ?? ((cp) => installedFontCoverage()(cp)), title);
   const lines: string[] = [];
-  let width = 260;
-  let y = 8;
-  if (title) {
-    const text = legendText(title, 40, covers);
-    width = Math.max(width, Math.ceil(20 + 1.1 * textWidth(text, 13)));
+  if (head)
+    lines.push(`<text x="${head.x}" y="${head.y}" ${font} font-weight="bold">${escapeXml(head.text)}</text>`);
+  for (const r of rows) {
+    const { x, y, size } = r.box;
     lines.push(
-      `<text x="10" y="${y + 15}" font-family="${LEGEND_FONT_FAMILY}" font-size="13" font-weight="bold">${escapeXml(text)}</text>`,
+      `<rect x="${x}" y="${y}" width="${size}" height="${size}" fill="rgb(${r.color.join(",")})" stroke="#333"/>`,
     );
-    y += row;
+    lines.push(`<text x="${r.text.x}" y="${r.text.y}" ${font}>${escapeXml(r.label)}</text>`);
   }
-  for (const s of shares) {
-    const [r, g, b] = classColor(s.index);
-    const label = `${legendText(s.name, 26, covers)}  ${(s.share * 100).toFixed(1)}%`;
-    width = Math.max(width, Math.ceil(44 + textWidth(label, 13)));
-    lines.push(`<rect x="10" y="${y + 3}" width="16" height="16" fill="rgb(${r},${g},${b})" stroke="#333"/>`);
-    lines.push(
-      `<text x="34" y="${y + 16}" font-family="${LEGEND_FONT_FAMILY}" font-size="13">${escapeXml(label)}</text>`,
-    );
-    y += row;
-  }
-  width = Math.min(width, 1200);
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}"><rect width="100%" height="100%" fill="white"/>${lines.join("")}</svg>`;
   return { svg, width, height };
 }
