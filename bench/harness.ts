@@ -29,6 +29,17 @@ export type BlasChoice = "pinned" | "auto";
  * denormals, inference_mode, channels-last convolution weights) is in bench/reference/.
  */
 export function pythonEnv(threads: number, blas: BlasChoice): NodeJS.ProcessEnv {
+  const env = bestMallocEnv(threads);
+  if (blas === "auto") delete env.OPENBLAS_CORETYPE;
+  else env.OPENBLAS_CORETYPE = process.env.OPENBLAS_CORETYPE ?? "Haswell";
+  return env;
+}
+
+/**
+ * This environment with threads limited before start and glibc malloc that never mmaps and never trims its
+ * heap (for the reference engines; dedos sets its own mallopt when its addon loads).
+ */
+export function bestMallocEnv(threads: number): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     OMP_NUM_THREADS: String(threads),
@@ -38,14 +49,14 @@ export function pythonEnv(threads: number, blas: BlasChoice): NodeJS.ProcessEnv 
     MALLOC_TOP_PAD_: String(64 * 1024 * 1024),
   };
   delete env.MALLOC_MMAP_THRESHOLD_;
-  if (blas === "auto") delete env.OPENBLAS_CORETYPE;
-  else env.OPENBLAS_CORETYPE = process.env.OPENBLAS_CORETYPE ?? "Haswell";
   return env;
 }
 
 /** An engine: how to start its process. */
 export interface EngineSpec {
   id: string;
+  /** The case ids it runs; undefined: all. */
+  cases?: string[];
   command: string;
   args: string[];
   env: NodeJS.ProcessEnv;
@@ -55,7 +66,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** The repository root (dist/bench/.. /..), where bench/reference/ and assets/ are. */
 export const ROOT = join(here, "..", "..");
 
-/** dedos (this environment as given, threads limited like the references') and PyTorch pinned / auto. */
+/**
+ * dedos (this environment as given, threads limited like the references'), PyTorch pinned / auto, and
+ * onnxruntime-node (CPU) for the single-operator cases.
+ */
 export function defaultEngines(threads: number): EngineSpec[] {
   const engines: EngineSpec[] = [
     {
@@ -73,6 +87,13 @@ export function defaultEngines(threads: number): EngineSpec[] {
         args: [join(ROOT, "bench", "reference", "worker.py")],
         env: pythonEnv(threads, blas),
       });
+  engines.push({
+    id: "onnxruntime",
+    cases: ["matmul"],
+    command: process.execPath,
+    args: [join(here, "worker-ort.js")],
+    env: bestMallocEnv(threads),
+  });
   return engines;
 }
 
@@ -167,6 +188,7 @@ export async function runCase(
   engines: EngineSpec[],
   o: { threads: number; rounds: number; reps: number; log: (s: string) => void },
 ): Promise<EngineResult[]> {
+  engines = engines.filter((e) => !e.cases || e.cases.includes(c.id));
   const spec = c.spec();
   const procs = engines.map((e) => new EngineProcess(e));
   const results: EngineResult[] = engines.map((e) => ({

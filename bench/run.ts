@@ -6,7 +6,7 @@
 //     [--all]
 //   case: a case id or part of one (matmul, conv, tiny-op, vit-fwd, vit-fwd-bwd, clip-vision, clip-text, unet;
 //     "clip" = both CLIP rows); default all. --quick: fewer rounds (2) and calls. --engines: a subset of
-//     dedos, pytorch-pinned, pytorch-auto. --bench: single-topic benches to run afterwards, each in a process
+//     dedos, pytorch-pinned, pytorch-auto, onnxruntime (matmul only). --bench: single-topic benches to run afterwards, each in a process
 //     of its own (engine, clip, diffusion, segment, segmenter, dedos, train, eval); --all: every one of them.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";

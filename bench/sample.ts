@@ -13,8 +13,12 @@ export interface Sample {
   othersCpuMs: number;
 }
 
-/** A case made ready to run: one call per `run()`, everything it allocates released before it returns. */
-export type CaseFactory = (spec: Record<string, unknown>, threads: number) => () => void;
+/**
+ * A case made ready to run: one call per `run()`, everything it allocates released before it returns (or
+ * before its promise settles, for engines whose API is asynchronous).
+ */
+export type CaseRun = () => void | Promise<void>;
+export type CaseFactory = (spec: Record<string, unknown>, threads: number) => CaseRun;
 
 /** Prefix of the protocol's reply lines, so that anything else a library prints to stdout is not mistaken. */
 export const REPLY_PREFIX = "@@bench ";
@@ -36,14 +40,15 @@ function selfJiffiesAndFaults(): [number, number] {
 }
 
 /** `reps` calls of `run`, each measured alone (after `warm` untimed calls that re-warm caches). */
-export function sampleCalls(run: () => void, reps: number, warm = 0): Sample[] {
-  for (let i = 0; i < warm; i++) run();
+export async function sampleCalls(run: CaseRun, reps: number, warm = 0): Promise<Sample[]> {
+  for (let i = 0; i < warm; i++) await run();
   const out: Sample[] = [];
   for (let i = 0; i < reps; i++) {
     const b0 = busyJiffies();
     const [s0, f0] = selfJiffiesAndFaults();
     const t0 = process.hrtime.bigint();
-    run();
+    const p = run();
+    if (p) await p; // synchronous engines are timed without a turn of the microtask queue
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     const b1 = busyJiffies();
     const [s1, f1] = selfJiffiesAndFaults();
@@ -73,7 +78,7 @@ export async function serve(
   prepare: (threads: number) => void,
   info: () => Record<string, unknown>,
 ): Promise<void> {
-  let run: (() => void) | null = null;
+  let run: CaseRun | null = null;
   const reply = (o: object) => process.stdout.write(`${REPLY_PREFIX}${JSON.stringify(o)}\n`);
   for await (const line of createInterface({ input: process.stdin })) {
     const req = JSON.parse(line) as Record<string, unknown>;
@@ -85,11 +90,11 @@ export async function serve(
         const factory = factories[String(req.case)];
         if (!factory) throw new Error(`unknown case ${String(req.case)}`);
         run = factory(req.spec as Record<string, unknown>, threads);
-        for (let i = 0; i < Number(req.warmup ?? 1); i++) run();
+        for (let i = 0; i < Number(req.warmup ?? 1); i++) await run();
         reply({ setupMs: performance.now() - t0, rssMb: statusMb("VmRSS"), info: info() });
       } else if (req.op === "sample") {
         if (!run) throw new Error("sample before setup");
-        reply({ samples: sampleCalls(run, Number(req.reps), Number(req.warm ?? 0)) });
+        reply({ samples: await sampleCalls(run, Number(req.reps), Number(req.warm ?? 0)) });
       } else if (req.op === "exit") {
         reply({ peakRssMb: statusMb("VmHWM"), rssMb: statusMb("VmRSS") });
         return;

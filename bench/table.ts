@@ -41,7 +41,7 @@ export function caseReport(c: BenchCase, results: EngineResult[]): CaseReport {
       rounds: r.rounds.length,
       noisyRounds: r.rounds.filter((x) => x.noisy).length,
       faultsPerCall: r.rounds.length ? med(r.rounds.map((x) => x.faultsPerCall)) : null,
-      peakRssMb: r.peakRssMb,
+      peakRssMb: r.rounds.length > 0 ? r.peakRssMb : null, // a failed engine's peak is not the case's
       setupMs: r.setupMs,
       info: r.info,
       error: r.error ?? null,
@@ -83,16 +83,17 @@ const n0 = (x: number | null | undefined) => (x === null || x === undefined ? "�
 
 /** Prints the markdown table of all cases and its legend. */
 export function printTable(reports: CaseReport[], o: { threads: number; rounds: number }): void {
-  const ids = ["dedos", "pytorch-pinned", "pytorch-auto"];
+  const ids = ["dedos", "pytorch-pinned", "pytorch-auto", "onnxruntime"];
   console.log(
     `\nbench/run — dedos vs PyTorch 1.13 at its best, ${o.threads} thread(s), fp32, ${o.rounds} alternated ` +
       "round(s); ms = min–max of per-round medians over quiet rounds",
   );
   console.log(
-    "| case | dedos ms | best PyTorch ms | PyTorch pinned ms | PyTorch auto ms | dedos ÷ best PyTorch | " +
-      "faults/call dedos · pinned · auto | peak RSS MB dedos · pinned · auto | quiet rounds dedos · pinned · auto |",
+    "| case | dedos ms | best PyTorch ms | PyTorch pinned ms | PyTorch auto ms | onnxruntime ms | " +
+      "dedos ÷ best PyTorch | faults/call dedos · pinned · auto · ort | peak RSS MB dedos · pinned · auto · ort | " +
+      "quiet rounds dedos · pinned · auto · ort |",
   );
-  console.log("|---|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const r of reports) {
     const e = (id: string) => r.engines[id];
     const best = r.bestPytorch ? e(r.bestPytorch) : undefined;
@@ -103,6 +104,7 @@ export function printTable(reports: CaseReport[], o: { threads: number; rounds: 
       bestText,
       rangeText(e("pytorch-pinned")?.range),
       rangeText(e("pytorch-auto")?.range),
+      rangeText(e("onnxruntime")?.range),
       rangeText(r.ratio, 2),
       ids.map((id) => n0(e(id)?.faultsPerCall)).join(" · "),
       ids.map((id) => n0(e(id)?.peakRssMb)).join(" · "),
@@ -115,5 +117,6 @@ export function printTable(reports: CaseReport[], o: { threads: number; rounds: 
       "('!': all rounds noisy, range over all). pinned: OPENBLAS_CORETYPE as in this environment; " +
       "auto: unset (OpenBLAS detects the CPU). Peak RSS: VmHWM of the engine's own process (one case each).",
   );
-  for (const r of reports) for (const err of r.errors) console.log(`error: ${r.title}: ${err}`);
+  for (const r of reports)
+    for (const err of r.errors) console.log(`error: ${r.title}: ${err.split("\n")[0]}`);
 }
