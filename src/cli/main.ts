@@ -14,6 +14,7 @@ const COMMANDS: Record<string, string> = {
   train: "train DEDOS (or CAT-Seg) on a prepared dataset, on one or several processes",
   parity: "check TypeScript modules against reference fixture directories",
   weights: "list, fetch and verify real weights by name (cached)",
+  export: "write the model as ONNX graphs (text + view) for onnxruntime, checked against libtorch",
   doctor: "print versions, libtorch, BLAS, threads and CUDA (for bug reports)",
 };
 

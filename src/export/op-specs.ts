@@ -157,6 +157,7 @@ export const OP_SPECS: Partial<Record<NativeOpName, OpSpec>> = {
   baddbmm: s("t t t v v"),
   einsum: s("v ts"),
   outer: s("t t"),
+  kron: s("t t"),
   conv2d: s("t t t? v v v v"),
   conv2dInference: s("t t t? v v v v"),
   convTranspose2d: s("t t t? v v v v v"),

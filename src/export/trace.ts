@@ -65,8 +65,11 @@ type AnyFn = (...args: unknown[]) => unknown;
 
 /** The first stack frame outside the engine and the exporter: the model line that called the op. */
 export function callSite(): string {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 40;
   const lines = (new Error().stack ?? "").split("\n").slice(1);
-  const own = /[/\\](torch|export)[/\\][^/\\]+\.[jt]s/;
+  Error.stackTraceLimit = limit;
+  const own = /[/\\]src[/\\](torch|export)[/\\]/;
   const frame = lines.find((l) => !own.test(l) && !l.includes("node:")) ?? lines[0] ?? "";
   return frame.trim().replace(/^at /, "");
 }

@@ -221,6 +221,14 @@ export const MATH_OPS: Record<string, Converter> = {
   },
   einsum: (c) =>
     void c.node("Einsum", c.xs(1), { equation: { s: c.v<string>(0).replace(/\s/g, "") } }, [c.out()]),
+  kron: (c) => {
+    // 2-d: out[i·p + k, j·q + l] = a[i, j]·b[k, l]
+    const [m, n] = c.shape(0);
+    const [p, q] = c.shape(1);
+    const a = c.node("Reshape", [c.x(0), c.b.int64s([m!, 1, n!, 1])]);
+    const b = c.node("Reshape", [c.x(1), c.b.int64s([1, p!, 1, q!])]);
+    c.node("Reshape", [c.node("Mul", [a, b]), c.b.int64s([m! * p!, n! * q!])], undefined, [c.out()]);
+  },
   outer: (c) => {
     const a = c.node("Unsqueeze", [c.x(0), c.b.int64s([1])]);
     const b = c.node("Unsqueeze", [c.x(1), c.b.int64s([0])]);
