@@ -37,7 +37,8 @@ export function torchRuntime(model: CatSegModel, opened?: string[]): OrtModule {
       const t = feeds.tokens!;
       const ids = Int32Array.from(t.data as BigInt64Array, (v) => Number(v));
       const out = noGrad(() => tidy(() => model.clip.encodeText(tensor(ids, [...t.dims]).long()))); // (N, E)
-      return { features: new FakeTensor("float32", out.intoTypedArray() as Float32Array, out.shape) };
+      const dims = out.shape;
+      return { features: new FakeTensor("float32", out.intoTypedArray() as Float32Array, dims) };
     },
   };
   const view: OrtSession = {
@@ -50,7 +51,8 @@ export function torchRuntime(model: CatSegModel, opened?: string[]): OrtModule {
           return model.head(model.encodeImage(x), e, { poolingSize: [1, 1] }).contiguous(); // (1, T, h, w)
         }),
       );
-      return { logits: new FakeTensor("float32", out.intoTypedArray() as Float32Array, out.shape) };
+      const dims = out.shape;
+      return { logits: new FakeTensor("float32", out.intoTypedArray() as Float32Array, dims) };
     },
   };
   return runtimeOf(text, view, opened);
