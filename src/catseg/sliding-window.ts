@@ -12,9 +12,10 @@
 // Memory: the views' maps (views × T × h' × w', what the model returns) plus, per class, one R×R square; the
 // label map keeps one float and one index per pixel and resizes row by row, so it does not grow with T × H × W
 // (the scores, when asked for, are T × H × W by definition).
-import type { RgbImage } from "../data/image-decode.js";
+
 import { resizeBilinear } from "../data/resize.js";
 import { resizePlane, resizeRow, TapCache } from "../data/resize-float.js";
+import type { RgbImage } from "../data/rgb.js";
 import { resolveWindow, testTimeSize, type WindowPreset, type WindowSpec, windowGrid } from "./window.js";
 
 const f = Math.fround;

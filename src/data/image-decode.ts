@@ -4,12 +4,9 @@
 import { promises as fsp } from "node:fs";
 import sharp from "sharp";
 
-/** 8-bit RGB pixels, row-major HWC. */
-export interface RgbImage {
-  data: Uint8Array;
-  width: number;
-  height: number;
-}
+import type { RgbImage } from "./rgb.js";
+
+export type { RgbImage } from "./rgb.js";
 
 /** An image given as a file path, encoded bytes, or raw RGB pixels. */
 export type ImageInput = string | Buffer | RgbImage;

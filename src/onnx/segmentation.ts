@@ -8,7 +8,7 @@ import { WINDOW_PRESETS } from "../catseg/window.js";
 import { classEmbeddingsFromFeatures } from "../clip/prompt-features.js";
 import { promptTexts } from "../clip/prompt-texts.js";
 import type { TokenizedBatch, TokenizeOptions } from "../clip/tokenizer-core.js";
-import type { RgbImage } from "../data/image-decode.js";
+import type { RgbImage } from "../data/rgb.js";
 import type { OnnxManifest } from "./manifest.js";
 import type { OrtModule, OrtSession, OrtTensor } from "./runtime.js";
 

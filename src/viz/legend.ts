@@ -1,7 +1,7 @@
 // What an overlay picture shows, independent of how it is drawn (SVG + sharp in Node: overlay.ts; a canvas in
 // the browser page): the classes present and their shares, the colour blend, the legend's names as drawn and
 // its layout (rows, boxes, text positions, width). Free of Node modules.
-import type { RgbImage } from "../data/image-decode.js";
+import type { RgbImage } from "../data/rgb.js";
 import { classColor } from "./palette.js";
 
 export interface ClassShare {
