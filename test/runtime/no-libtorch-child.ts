@@ -3,9 +3,12 @@
 import { Segmenter } from "../../src/api/segmenter.js";
 import { loadAddon } from "../../src/torch/native.js";
 import { pureRuntime, writeFakeExport } from "./fake-ort.js";
+import { writeToyExport } from "./toy-export.js";
 
+// real: the toy graphs on onnxruntime-node; else stand-in sessions in TypeScript.
 const [dir, image, real] = process.argv.slice(2) as [string, string, string | undefined];
-if (!real) writeFakeExport(dir);
+if (real) writeToyExport(dir);
+else writeFakeExport(dir);
 const seg = await Segmenter.create({
   backend: "onnx",
   model: dir,

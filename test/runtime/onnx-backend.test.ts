@@ -92,25 +92,30 @@ describe("Segmenter, backend onnx (stand-in sessions)", () => {
     model.dispose();
   });
 
-  it("never loads libtorch: segments with DEDOS_NATIVE_ADDON pointing at no file", () => {
-    const child = fileURLToPath(new URL("./no-libtorch-child.js", import.meta.url));
-    const dir = tempDir("dedos-onnx-");
-    const r = spawnSync(process.execPath, [child, dir, IMAGE], {
-      env: { ...process.env, DEDOS_NATIVE_ADDON: join(dir, "no-such-addon.node") },
-      encoding: "utf8",
-      timeout: 120_000,
+  for (const [what, real] of [
+    ["stand-in sessions", []],
+    ["real graphs on onnxruntime-node", ["real"]],
+  ] as const) {
+    it(`never loads libtorch: segments with DEDOS_NATIVE_ADDON pointing at no file (${what})`, () => {
+      const child = fileURLToPath(new URL("./no-libtorch-child.js", import.meta.url));
+      const dir = tempDir("dedos-onnx-");
+      const r = spawnSync(process.execPath, [child, dir, IMAGE, ...real], {
+        env: { ...process.env, DEDOS_NATIVE_ADDON: join(dir, "no-such-addon.node") },
+        encoding: "utf8",
+        timeout: 120_000,
+      });
+      assert.equal(r.status, 0, r.stderr);
+      const out = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as {
+        width: number;
+        present: number;
+        addon: string;
+      };
+      assert.equal(out.width, 451);
+      assert.ok(out.present >= 1);
+      // The engine really was unavailable in that process, so nothing on the onnx path needed it.
+      assert.match(out.addon, /libtorch engine is unavailable/);
     });
-    assert.equal(r.status, 0, r.stderr);
-    const out = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as {
-      width: number;
-      present: number;
-      addon: string;
-    };
-    assert.equal(out.width, 451);
-    assert.ok(out.present >= 1);
-    // The engine really was unavailable in that process, so nothing on the onnx path needed it.
-    assert.match(out.addon, /libtorch engine is unavailable/);
-  });
+  }
 
   it("refuses what is not an export, a newer format, and a window that does not fit the graph", async () => {
     const dir = tempDir("dedos-onnx-");
