@@ -137,6 +137,11 @@ export class EngineProcess {
   }
 }
 
+/** The engines that run case `c`. */
+export function enginesFor(c: BenchCase, engines: EngineSpec[]): EngineSpec[] {
+  return engines.filter((e) => !e.cases || e.cases.includes(c.id));
+}
+
 /** One engine's calls in one round, summarised. */
 export interface Round {
   /** Median wall ms of the round's calls. */
@@ -188,7 +193,7 @@ export async function runCase(
   engines: EngineSpec[],
   o: { threads: number; rounds: number; reps: number; log: (s: string) => void },
 ): Promise<EngineResult[]> {
-  engines = engines.filter((e) => !e.cases || e.cases.includes(c.id));
+  engines = enginesFor(c, engines);
   const spec = c.spec();
   const procs = engines.map((e) => new EngineProcess(e));
   const results: EngineResult[] = engines.map((e) => ({

@@ -6,14 +6,15 @@
 //     [--all]
 //   case: a case id or part of one (matmul, conv, tiny-op, vit-fwd, vit-fwd-bwd, clip-vision, clip-text, unet;
 //     "clip" = both CLIP rows); default all. --quick: fewer rounds (2) and calls. --engines: a subset of
-//     dedos, pytorch-pinned, pytorch-auto, onnxruntime (matmul only). --bench: single-topic benches to run afterwards, each in a process
-//     of its own (engine, clip, diffusion, segment, segmenter, dedos, train, eval); --all: every one of them.
+//     dedos, pytorch-pinned, pytorch-auto, onnxruntime (matmul only). --bench: single-topic benches to run
+//     afterwards, each in a process of its own (engine, clip, diffusion, segment, segmenter, dedos, train,
+//     eval); --all: every one of them.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { CASES } from "./cases.js";
-import { defaultEngines, NOISY_SHARE, ROOT, runCase } from "./harness.js";
+import { defaultEngines, enginesFor, NOISY_SHARE, ROOT, runCase } from "./harness.js";
 import { type CaseReport, caseReport, printTable } from "./table.js";
 
 /** The single-topic benches, cheapest first (dedos and train need full-size random weights: minutes, GB). */
@@ -51,7 +52,8 @@ const reports: CaseReport[] = [];
 if (positionals.length > 0 || singles.length === 0) {
   for (const c of cases) {
     const reps = values.quick ? c.reps.quick : c.reps.full;
-    console.log(`${c.title}: ${engines.map((e) => e.id).join(", ")}, ${rounds} round(s) of ${reps} call(s)`);
+    const ids = enginesFor(c, engines).map((e) => e.id);
+    console.log(`${c.title}: ${ids.join(", ")}, ${rounds} round(s) of ${reps} call(s)`);
     const results = await runCase(c, engines, { threads, rounds, reps, log: (s) => console.log(s) });
     for (const r of results) if (r.error) console.error(`  ${r.engine} failed: ${r.error}`);
     reports.push(caseReport(c, results));
