@@ -18,7 +18,9 @@ Usage: dedos export --weights NAME|FILE|random --out DIR [options]
   --arch catseg|dedos          the architecture (default: what the weights are; catseg for random)
   --sd DIR                     DEDOS: Stable Diffusion (diffusers folder) when its proxy queries read it
   --fp16                       store the weights as float16 (half the files; computation stays float32)
-  --out DIR                    the export folder: manifest.json, text.onnx, view.onnx (+ *.onnx.data)
+  --out DIR                    the export folder: manifest.json, text.onnx, view.onnx, view-topk.onnx
+                               (+ *.onnx.data for weights over 1.8 GB)
+  --skip-topk                  no view-topk.onnx (the graph for more classes than pad_len)
   --kernel N                   view side (default 384 CAT-Seg, 512 DEDOS: the sliding-window kernel)
   --tolerance X                largest accepted |onnxruntime − libtorch| (default 1e-4)
   --seed N                     seed of random weights and of the check inputs (default 0)
@@ -46,6 +48,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
     arch: { type: "string" },
     sd: { type: "string" },
     fp16: { type: "boolean" },
+    "skip-topk": { type: "boolean" },
     out: { type: "string" },
     kernel: { type: "string" },
     tolerance: { type: "string" },
@@ -84,6 +87,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
   try {
     const r = await exportSegmentationModel(model, values.out, {
       fp16: values.fp16,
+      topK: !values["skip-topk"],
       tolerance: positiveNumber("tolerance", values.tolerance),
       kernel: positiveNumber("kernel", values.kernel),
       externalAbove: positiveNumber("external-above", values["external-above"]),
@@ -93,10 +97,12 @@ export async function exportCommand(argv: string[]): Promise<number> {
       log: (line) => console.log(line),
     });
     const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
-    for (const [file, g] of [
+    const graphs = [
       ["text.onnx", r.text],
       ["view.onnx", r.view],
-    ] as const)
+      ...(r.viewTopK ? [["view-topk.onnx", r.viewTopK] as const] : []),
+    ] as const;
+    for (const [file, g] of graphs)
       console.log(
         `${file}: ${mb(g.bytes)}${g.files[1] ? ` + ${mb(g.weightBytes)} external data` : ""}, ${g.nodes} nodes, max error ${g.maxAbsError.toExponential(2)}`,
       );

@@ -44,8 +44,19 @@ export interface ExportManifest {
     inputs: { image: "image"; text: "text" };
     output: "logits";
     outputSize: [number, number];
-    /** Classes one call accepts (pad_len); null once a graph for more classes exists. */
+    /** Classes one call accepts (pad_len); null when view-topk.onnx takes the larger counts. */
     maxClasses: number | null;
+  };
+  /**
+   * The graph for T > pad_len classes (CAT-Seg's top-k path: the pad_len classes of largest cost are
+   * aggregated, the others get −100). Same inputs and output as `view`.
+   */
+  viewTopK?: {
+    file: "view-topk.onnx";
+    minClasses: number;
+    inputs: { image: "image"; text: "text" };
+    output: "logits";
+    outputSize: [number, number];
   };
   verified: Record<string, VerifiedGraph>;
   exportedBy: string;
@@ -84,14 +95,15 @@ export function manifestFor(
     k: number;
     fp16: boolean;
     version: string;
-    text: GraphExportResult;
-    view: GraphExportResult;
+    graphs: Record<string, GraphExportResult>;
     tolerance?: number;
   },
 ): ExportManifest {
   const cs = model instanceof CatSegModel ? model : model.catseg;
   const scoreKind = model instanceof CatSegModel ? "logits" : model.scoreKind;
-  const [h, w] = o.view.outputShape.slice(-2) as [number, number];
+  const view = o.graphs.view!;
+  const topk = o.graphs["view-topk"];
+  const [h, w] = view.outputShape.slice(-2) as [number, number];
   const tol = o.tolerance ?? 1e-4;
   return {
     format: "dedos-onnx",
@@ -117,10 +129,21 @@ export function manifestFor(
       inputs: { image: "image", text: "text" },
       output: "logits",
       outputSize: [h, w],
-      maxClasses: cs.padLen,
+      maxClasses: topk ? null : cs.padLen,
     },
-    verified: { "text.onnx": verified(o.text, tol), "view.onnx": verified(o.view, tol) },
+    ...(topk
+      ? {
+          viewTopK: {
+            file: "view-topk.onnx",
+            minClasses: cs.padLen + 1,
+            inputs: { image: "image", text: "text" },
+            output: "logits",
+            outputSize: [h, w],
+          },
+        }
+      : {}),
+    verified: Object.fromEntries(Object.entries(o.graphs).map(([n, r]) => [`${n}.onnx`, verified(r, tol)])),
     exportedBy: `dedos ${o.version}`,
-    files: { "text.onnx": fileEntry(o.text), "view.onnx": fileEntry(o.view) },
+    files: Object.fromEntries(Object.entries(o.graphs).map(([n, r]) => [`${n}.onnx`, fileEntry(r)])),
   };
 }

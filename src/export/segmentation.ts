@@ -31,12 +31,16 @@ export interface ExportOptions {
   /** Threads for onnxruntime during the checks. */
   threads?: number;
   log?: (line: string) => void;
+  /** Also export view-topk.onnx, the graph for T > pad_len classes (default true). */
+  topK?: boolean;
 }
 
 export interface ExportResult {
   manifest: ExportManifest;
   text: GraphExportResult;
   view: GraphExportResult;
+  /** The graph for more classes than pad_len (top-k path), unless `topK: false`. */
+  viewTopK?: GraphExportResult;
 }
 
 type SegModel = CatSegModel | DedosModel;
@@ -76,12 +80,10 @@ function textCases(m: SegModel): { traced: [GraphCase, GraphCase]; checks: Graph
 }
 
 /** View inputs at T classes: a random 0–255 image and random (T, P, E) text. */
-function viewCases(m: SegModel, k: number, seed: number) {
-  const g = new Generator(seed);
+function viewCases(m: SegModel, k: number, g: Generator, traced: [number, number], checks: number[]) {
   const cs = catsegOf(m);
   const P = cs.config.aggregator.promptChannel;
   const E = cs.config.clip.text.embedDim;
-  const padLen = cs.padLen;
   const c = (T: number): GraphCase => ({
     size: T,
     inputs: {
@@ -89,81 +91,95 @@ function viewCases(m: SegModel, k: number, seed: number) {
       text: randn([T, P, E], { generator: g }),
     },
   });
-  const [t1, t2] = [Math.min(3, padLen - 2), Math.min(5, padLen - 1)];
-  const checks = [...new Set([Math.min(7, padLen), padLen])].filter((t) => t > 0);
-  return { traced: [c(t1), c(t2)] as [GraphCase, GraphCase], checks: checks.map(c) };
+  return { traced: [c(traced[0]), c(traced[1])] as [GraphCase, GraphCase], checks: checks.map(c) };
 }
 
-/** Exports a CAT-Seg or DEDOS model (eval mode) into `outDir`: manifest.json, text.onnx, view.onnx. */
+type Cases = ReturnType<typeof viewCases>;
+
+/** The graphs of an export: text, view (T ≤ pad_len) and, unless skipped, view-topk (T > pad_len). */
+function graphCases(m: SegModel, k: number, o: ExportOptions): { name: string; cases: Cases }[] {
+  const padLen = catsegOf(m).padLen;
+  const g = new Generator(o.seed ?? 0);
+  const text = textCases(m);
+  const out = [
+    { name: "text", cases: text },
+    { name: "view", cases: viewCases(m, k, g, [3, 5], [...new Set([Math.min(7, padLen), padLen])]) },
+  ];
+  if (o.topK !== false)
+    out.push({ name: "view-topk", cases: viewCases(m, k, g, [padLen + 1, padLen + 3], [padLen + 6]) });
+  return out;
+}
+
+/** Exports a CAT-Seg or DEDOS model (eval mode) into `outDir`: manifest.json, text.onnx, view*.onnx. */
 export async function exportSegmentationModel(
   model: SegModel,
   outDir: string,
   o: ExportOptions,
 ): Promise<ExportResult> {
   const cs = catsegOf(model);
-  if (cs.padLen < 3) throw new Error(`export: pad_len ${cs.padLen} is too small to trace the class count`);
+  if (cs.padLen < 6) throw new Error(`export: pad_len ${cs.padLen} is too small to trace the class count`);
   const arch = model instanceof CatSegModel ? "catseg" : "dedos";
   const k = o.kernel ?? WINDOW_PRESETS[arch].kernel;
   const params = exportParams(model);
-  const weightType = o.fp16 ? "float16" : "float32";
   mkdirSync(outDir, { recursive: true });
   const staging = mkdtempSync(join(outDir, ".export-"));
-  const text = textCases(model);
-  const view = viewCases(model, k, o.seed ?? 0);
-  const cases = [...text.traced, ...text.checks, ...view.traced, ...view.checks];
+  const graphs = graphCases(model, k, o);
+  const cases = graphs.flatMap((x) => [...x.cases.traced, ...x.cases.checks]);
   try {
     const head = (x: Record<string, Tensor>) =>
       tidy(() => model.head(model.encodeImage(x.image!) as never, x.text!, { poolingSize: [1, 1] }));
     const textFwd = (x: Record<string, Tensor>) => cs.clip.encodeText(x.tokens!);
-    if (o.fp16) {
-      // The float32 model's outputs, to state what storing the weights as float16 costs.
-      for (const c of [...text.checks]) c.reference = noGrad(() => textFwd(c.inputs));
-      for (const c of [...view.checks]) c.reference = noGrad(() => head(c.inputs));
-    }
-    const common = {
-      params,
-      weightType,
-      producerVersion: o.version,
-      tolerance: o.tolerance,
-      externalAbove: o.externalAbove,
-      threads: o.threads,
-      log: o.log,
-    } as const;
+    const forward = (name: string) => (name === "text" ? textFwd : head);
+    // float16: the float32 model's outputs, to state what storing the weights as float16 costs.
+    if (o.fp16)
+      for (const x of graphs)
+        for (const c of x.cases.checks) c.reference = noGrad(() => forward(x.name)(c.inputs));
     const run = async () => {
-      const t = await exportGraph({
-        ...common,
-        name: "text",
-        forward: textFwd,
-        output: "features",
-        symbol: { input: "tokens", dim: 0, name: "prompts" },
-        traced: text.traced,
-        checks: text.checks,
-        path: join(staging, "text.onnx"),
-      });
-      const v = await exportGraph({
-        ...common,
-        name: "view",
-        forward: head,
-        output: "logits",
-        symbol: { input: "text", dim: 0, name: "classes" },
-        traced: view.traced,
-        checks: view.checks,
-        path: join(staging, "view.onnx"),
-      });
-      return { t, v };
+      const results: Record<string, GraphExportResult> = {};
+      for (const x of graphs) {
+        const isText = x.name === "text";
+        results[x.name] = await exportGraph({
+          params,
+          weightType: o.fp16 ? "float16" : "float32",
+          producerVersion: o.version,
+          tolerance: o.tolerance,
+          externalAbove: o.externalAbove,
+          threads: o.threads,
+          log: o.log,
+          name: x.name,
+          forward: forward(x.name),
+          output: isText ? "features" : "logits",
+          symbol: isText
+            ? { input: "tokens", dim: 0, name: "prompts" }
+            : { input: "text", dim: 0, name: "classes" },
+          traced: x.cases.traced,
+          checks: x.cases.checks,
+          path: join(staging, `${x.name}.onnx`),
+        });
+      }
+      return results;
     };
-    const { t, v } = o.fp16 ? await withRoundedWeights(params, run) : await run();
+    const r = o.fp16 ? await withRoundedWeights(params, run) : await run();
     const manifest = manifestFor(model, {
       arch,
       k,
       fp16: !!o.fp16,
       version: o.version,
-      text: t,
-      view: v,
+      graphs: r,
       tolerance: o.tolerance,
     });
-    await publish(outDir, staging, [...t.files, ...v.files], manifest);
-    return { manifest, text: t, view: v };
+    await publish(
+      outDir,
+      staging,
+      Object.values(r).flatMap((x) => x.files),
+      manifest,
+    );
+    return {
+      manifest,
+      text: r.text!,
+      view: r.view!,
+      ...(r["view-topk"] ? { viewTopK: r["view-topk"] } : {}),
+    };
   } finally {
     rmSync(staging, { recursive: true, force: true });
     for (const c of cases) dispose([c.inputs, c.reference]);
@@ -182,7 +198,7 @@ async function publish(
     file: join(outDir, n),
     write: (tmp: string) => renameSync(join(staging, n), tmp),
   }));
-  for (const stale of ["text.onnx.data", "view.onnx.data"])
+  for (const stale of ["view-topk.onnx", "text.onnx.data", "view.onnx.data", "view-topk.onnx.data"])
     if (!names.includes(stale)) entries.push({ file: join(outDir, stale), remove: true });
   entries.push({ file: join(outDir, "manifest.json"), data: `${JSON.stringify(manifest, null, 2)}\n` });
   await writeFileSetAtomic(entries);

@@ -25,12 +25,14 @@ async function exportAndCheck(conditioning: "static" | "diffusion"): Promise<voi
   if (sd) model.attachDiffusion(new DiffusionBranch(sd, cfg.diffusion));
   const out = tempDir(`dedos-export-${conditioning}-`);
   try {
-    const r = await exportSegmentationModel(model, out, { version: "test", kernel: KERNEL });
+    const topK = conditioning === "static";
+    const r = await exportSegmentationModel(model, out, { version: "test", kernel: KERNEL, topK });
     const m = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
     assert.equal(m.arch, "dedos");
     assert.equal(m.scoreKind, "probabilities");
     assert.deepEqual(m.config, model.config);
     if (sd) assert.ok(r.view.nodes > 2000, "the view graph holds the VAE and UNet");
+    if (topK) assert.ok(r.viewTopK && r.viewTopK.maxAbsError <= 1e-4);
     const checker = await OnnxChecker.open(join(out, "view.onnx"));
     const g = new Generator(9);
     try {

@@ -70,14 +70,26 @@ describe("dedos export (tiny CAT-Seg)", () => {
       inputs: { image: "image", text: "text" },
       output: "logits",
       outputSize: [16, 16],
-      maxClasses: TINY_CATSEG.aggregator.padLen,
+      maxClasses: null,
     });
-    for (const f of ["text.onnx", "view.onnx"]) {
+    assert.deepEqual(m.viewTopK, {
+      file: "view-topk.onnx",
+      minClasses: TINY_CATSEG.aggregator.padLen + 1,
+      inputs: { image: "image", text: "text" },
+      output: "logits",
+      outputSize: [16, 16],
+    });
+    for (const f of ["text.onnx", "view.onnx", "view-topk.onnx"]) {
       assert.equal(m.verified[f].inputs, "traced+random");
       assert.ok(m.verified[f].maxAbsError <= 1e-4, `${f}: ${m.verified[f].maxAbsError}`);
     }
     assert.match(m.exportedBy, /^dedos /);
-    assert.deepEqual(readdirSync(out32).sort(), ["manifest.json", "text.onnx", "view.onnx"]);
+    assert.deepEqual(readdirSync(out32).sort(), [
+      "manifest.json",
+      "text.onnx",
+      "view-topk.onnx",
+      "view.onnx",
+    ]);
   });
 
   it("view.onnx equals libtorch for T = 2, 4, 7 classes (traced at 3 and 5), ≤ 1e-4", async () => {
@@ -90,6 +102,21 @@ describe("dedos export (tiny CAT-Seg)", () => {
         const r = await checker.compare(x, "logits", want);
         assert.ok(r.maxAbsError <= 1e-4, `T = ${T}: ${r.maxAbsError}`);
         assert.deepEqual(want.shape, [1, T, 16, 16]);
+      }
+    } finally {
+      await checker.close();
+    }
+  });
+
+  it("view-topk.onnx equals libtorch for T = 10, 16 classes (> pad_len 8: top-k path), ≤ 1e-4", async () => {
+    const checker = await OnnxChecker.open(join(out32, "view-topk.onnx"));
+    const g = new Generator(13);
+    try {
+      for (const T of [10, 16]) {
+        const x = viewInputs(T, g);
+        const want = head(x);
+        const r = await checker.compare(x, "logits", want);
+        assert.ok(r.maxAbsError <= 1e-4, `T = ${T}: ${r.maxAbsError}`);
       }
     } finally {
       await checker.close();
@@ -114,7 +141,12 @@ describe("dedos export (tiny CAT-Seg)", () => {
   });
 
   it("float16 weights: half the bytes, within 1e-2 · output scale of the float32 model", async () => {
-    const r = await exportSegmentationModel(model, out16, { version: "test", kernel: KERNEL, fp16: true });
+    const r = await exportSegmentationModel(model, out16, {
+      version: "test",
+      kernel: KERNEL,
+      fp16: true,
+      topK: false,
+    });
     assert.equal(r.manifest.dtype, "float16");
     const size = (d: string, f: string) => readFileSync(join(d, f)).length;
     assert.ok(size(out16, "text.onnx") < 0.55 * size(out32, "text.onnx"));
@@ -155,7 +187,7 @@ describe("dedos export (tiny CAT-Seg)", () => {
     assert.equal(r.manifest.files["view.onnx"]!.externalData, "view.onnx.data");
     assert.ok(r.view.maxAbsError <= 1e-4);
     // Exporting again without external data removes the stale data files with the new set.
-    await exportSegmentationModel(model, ext, { version: "test", kernel: KERNEL });
+    await exportSegmentationModel(model, ext, { version: "test", kernel: KERNEL, topK: false });
     assert.ok(!existsSync(join(ext, "view.onnx.data")));
   });
 });
