@@ -8,6 +8,7 @@
 
 // Segmentation
 export {
+  type OnnxSegmenterOptions,
   type Segmentation,
   type SegmentCallOptions,
   Segmenter,
@@ -25,6 +26,13 @@ export {
   type WindowSpec,
 } from "./catseg/inference.js";
 export { CatSegModel } from "./catseg/model.js";
+export {
+  type ClassMaps,
+  type SlidingWindowOptions,
+  type SlidingWindowResult,
+  segmentWithViews,
+  type ViewModel,
+} from "./catseg/sliding-window.js";
 export { CLIP_PRESETS, type ClipConfig, clipPreset } from "./clip/config.js";
 export { ClipModel } from "./clip/model.js";
 export { ClipTokenizer } from "./clip/tokenizer.js";
@@ -46,6 +54,10 @@ export {
   saveModel,
   type WeightsKind,
 } from "./models/factory.js";
+export { checkManifest, type OnnxManifest } from "./onnx/manifest.js";
+export { openExportFolder } from "./onnx/node.js";
+export type { OrtModule, OrtSession, OrtTensor } from "./onnx/runtime.js";
+export { OnnxSegmentation } from "./onnx/segmentation.js";
 export {
   type ClassShare,
   type OverlayOptions,
