@@ -17,6 +17,7 @@ import { DedosModel } from "../dedos/model.js";
 import { openExportFolder } from "../onnx/node.js";
 import type { OrtModule } from "../onnx/runtime.js";
 import type { OnnxSegmentation } from "../onnx/segmentation.js";
+import type { OnnxWorkerInit } from "../onnx/worker.js";
 import { type ClassShare, classShares } from "../viz/overlay.js";
 import { configOfWeight, type FetchProgress, resolveWeights } from "../weights/index.js";
 import {
@@ -62,7 +63,8 @@ export interface SegmenterOptions {
 
 /**
  * A segmenter over an exported model (`dedos export` folder: manifest.json, text.onnx, view.onnx) run by
- * onnxruntime-node: no libtorch needed (install onnxruntime-node, an optional peer dependency).
+ * onnxruntime-node in a worker thread: no libtorch needed (install onnxruntime-node, an optional peer
+ * dependency).
  */
 export interface OnnxSegmenterOptions {
   backend: "onnx";
@@ -151,11 +153,10 @@ class WorkerBackend implements Backend {
     worker.on("exit", (code) => this.failAll(new Error(`segmenter worker exited (code ${code})`)));
   }
 
-  static start(spec: ModelSpec, window: WindowPreset): Promise<{ backend: WorkerBackend; kind: string }> {
+  /** Starts `script` (the libtorch worker, or the onnx one) with `data` plus the shared cancellation cell. */
+  static start(script: URL, data: object): Promise<{ backend: WorkerBackend; kind: string }> {
     const cancel = new Int32Array(new SharedArrayBuffer(4));
-    const worker = new Worker(new URL("./segmenter-worker.js", import.meta.url), {
-      workerData: { spec, window, cancel },
-    });
+    const worker = new Worker(script, { workerData: { ...data, cancel } });
     return new Promise((resolve, reject) => {
       const first = (m: { type: string; kind?: string; name?: string; message?: string }) => {
         worker.off("error", onError);
@@ -249,7 +250,7 @@ class LocalBackend implements Backend {
   async close(): Promise<void> {}
 }
 
-/** An exported model on onnxruntime, in this thread (sessions run on onnxruntime's own threads). */
+/** An exported model on a runtime the caller passed, in this thread (sessions run on the runtime's threads). */
 class OnnxBackend implements Backend {
   constructor(
     private readonly model: OnnxSegmentation,
@@ -327,7 +328,10 @@ export class Segmenter {
       seed: o.seed,
     };
     o.onProgress?.({ stage: "loading", done: 0, total: 1 });
-    const { backend, kind } = await WorkerBackend.start(spec, o.window ?? "catseg");
+    const { backend, kind } = await WorkerBackend.start(new URL("./segmenter-worker.js", import.meta.url), {
+      spec,
+      window: o.window ?? "catseg",
+    });
     o.onProgress?.({ stage: "loading", done: 1, total: 1 });
     return new Segmenter(backend, kind as "catseg" | "dedos", o.weights === "random");
   }
@@ -336,19 +340,33 @@ export class Segmenter {
     if (typeof o.model !== "string" || o.model === "")
       throw new Error('Segmenter.create: backend "onnx" needs model: the folder written by `dedos export`');
     o.onProgress?.({ stage: "loading", done: 0, total: 1 });
-    const m = await openExportFolder(o.model, {
-      device: o.device,
-      runtime: o.runtime,
-      sessionOptions: o.sessionOptions,
-    });
-    try {
-      m.windowFor(o.window); // a window that does not fit the graph fails here, not at the first image
-    } catch (e) {
-      await m.release();
-      throw e;
+    let backend: Backend;
+    let kind: string;
+    if (o.runtime) {
+      // A runtime object cannot cross to a worker thread: it runs here (sessions on the runtime's threads).
+      const m = await openExportFolder(o.model, {
+        device: o.device,
+        runtime: o.runtime,
+        sessionOptions: o.sessionOptions,
+      });
+      try {
+        m.windowFor(o.window); // a window that does not fit the graph fails here, not at the first image
+      } catch (e) {
+        await m.release();
+        throw e;
+      }
+      [backend, kind] = [new OnnxBackend(m, o.window), m.kind];
+    } else {
+      const init: Omit<OnnxWorkerInit, "cancel"> = {
+        folder: o.model,
+        device: o.device,
+        sessionOptions: o.sessionOptions,
+        window: o.window,
+      };
+      ({ backend, kind } = await WorkerBackend.start(new URL("../onnx/worker.js", import.meta.url), init));
     }
     o.onProgress?.({ stage: "loading", done: 1, total: 1 });
-    return new Segmenter(new OnnxBackend(m, o.window), m.kind, false);
+    return new Segmenter(backend, kind as "catseg" | "dedos", false);
   }
 
   /** A segmenter over a model you already hold (e.g. during training), in this thread; `dispose` leaves it. */

@@ -123,6 +123,8 @@ describe("Segmenter, backend onnx (stand-in sessions)", () => {
       Segmenter.create({ backend: "onnx", model: dir, runtime: pureRuntime() }),
       /not a `dedos export` folder \(no manifest.json\)/,
     );
+    // The same from the worker thread that runs onnxruntime-node.
+    await assert.rejects(Segmenter.create({ backend: "onnx", model: dir }), /not a `dedos export` folder/);
     const m = writeFakeExport(dir);
     writeFileSync(join(dir, "manifest.json"), JSON.stringify({ ...m, version: 2 }));
     await assert.rejects(
