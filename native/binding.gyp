@@ -13,7 +13,8 @@
         "src/dist.cpp",
         "src/gemm.cpp",
         "src/sgemm.cpp",
-        "src/aten-gemm.cpp"
+        "src/aten-gemm.cpp",
+        "src/packed.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -107,6 +107,12 @@ function flags(t, plat = platform()) {
     // GNU ld drops libraries no symbol is taken from; libtorch_cuda registers itself at load time.
     libs = [...L, ...rpath, "-Wl,--no-as-needed", ...l, "-Wl,--as-needed", "-ldl"];
   }
+  // oneDNN's C++ API for the prepacked, fused linears (packed.cpp): only with a system libtorch, which shares the
+  // system's libdnnl (pytorch.org builds carry a private, hidden copy); without it packed.cpp falls back.
+  if (t.kind !== "LIBTORCH" && [path.join(t.root, "include"), ...t.include].some((d) => fs.existsSync(path.join(d, "oneapi", "dnnl", "dnnl.hpp")))) {
+    defines.push("DEDOS_DNNL=1");
+    libs.push("-ldnnl");
+  }
   return { include, defines, libs };
 }
 

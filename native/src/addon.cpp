@@ -43,6 +43,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDistributed(env, exports);
   InitGemm(env, exports);
   InitAtenGemm(env, exports);
+  InitPacked(env, exports);
   DEDOS_OP("setNumThreads", {
     int n = static_cast<int>(dedos::ArgInt(info, 0));
     if (n < 1) throw std::invalid_argument("thread count must be ≥ 1");

@@ -1,7 +1,8 @@
 // A caching CPU allocator for large buffers. glibc serves big allocations with mmap and returns them to the
 // OS on free, so every op on large activations faults its pages in again (measured: 87 s of system time in a
 // 91 s CAT-Seg forward). Large blocks are therefore kept after free and handed out again for requests of a
-// similar size (best fit within 25 %), up to a cap on idle cached bytes (DEDOS_CPU_CACHE_MB, default half the
+// similar size (best fit within 25 %), trimmed to what the workload reuses (trimCache, once per call or step,
+// frees blocks that stayed idle since the previous trim), up to a cap on idle cached bytes (DEDOS_CPU_CACHE_MB, default half the
 // physical memory) and only while the process stays under 85 % of physical memory: past that, idle blocks are
 // freed before a new block is made and instead of being cached.
 // Small requests go to malloc, whose heap is kept warm by the mallopt settings in addon.cpp.
@@ -45,6 +46,11 @@ struct CachingCpuAllocator final : public c10::Allocator {
   mutable size_t totalBytes = 0;  // capacity of every large block, in use or idle
   mutable uint64_t hits = 0, misses = 0;  // large requests served from the cache / by a new block
   mutable uint64_t newBytes = 0;          // capacity of all blocks ever made (fresh pages to fault in and clear)
+  // Trim epochs: each idle block remembers the epoch it was released in; Trim() frees the blocks that stayed idle
+  // through a whole epoch (a call, a training step), so the cache holds what the workload reuses, not every
+  // size it ever made.
+  mutable std::unordered_map<void*, uint64_t> idleSince;
+  mutable uint64_t epoch = 0;
   size_t cap;
 
   size_t ramBudget;  // resident bytes above which idle blocks are freed rather than kept
@@ -118,6 +124,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
         p = it->second;
         idleBytes -= it->first;
         idle.erase(it);
+        idleSince.erase(p);
         hits++;
       }
     }
@@ -161,6 +168,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
   void DropBiggestIdle() const {
     auto last = std::prev(idle.end());
     idleBytes -= last->first;
+    idleSince.erase(last->second);
     Unmap(last->second, last->first);
     idle.erase(last);
   }
@@ -188,6 +196,7 @@ struct CachingCpuAllocator final : public c10::Allocator {
       return;
     }
     idle.emplace(capacity, base);
+    idleSince[base] = epoch;
     idleBytes += capacity;
   }
 
@@ -195,7 +204,27 @@ struct CachingCpuAllocator final : public c10::Allocator {
     std::lock_guard<std::mutex> g(mu);
     for (auto& [size, p] : idle) Unmap(p, size);
     idle.clear();
+    idleSince.clear();
     idleBytes = 0;
+  }
+
+  // Frees the idle blocks nothing took since the previous Trim, starts a new epoch; returns the bytes freed.
+  size_t Trim() {
+    std::lock_guard<std::mutex> g(mu);
+    size_t freed = 0;
+    for (auto it = idle.begin(); it != idle.end();) {
+      if (idleSince[it->second] < epoch) {
+        freed += it->first;
+        idleBytes -= it->first;
+        idleSince.erase(it->second);
+        Unmap(it->second, it->first);
+        it = idle.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    epoch++;
+    return freed;
   }
 };
 
@@ -217,6 +246,10 @@ void InstallCpuAllocator(Napi::Env env, Napi::Object exports) {
   DEDOS_OP("emptyCache", {
     g_alloc->EmptyCache();
     return env.Undefined();
+  });
+  DEDOS_OP("trimCache", {
+    // Frees the idle blocks no request took since the previous trimCache; returns the bytes freed.
+    return Napi::Number::New(env, static_cast<double>(g_alloc->Trim()));
   });
   // {idleBytes, largeBytes, hits, misses, newBytes}: the cache's idle bytes, the capacity of all large blocks
   // (in use or idle), how many large requests were served from the cache or by a new block, and the capacity of

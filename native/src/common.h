@@ -73,5 +73,6 @@ void InstallCpuAllocator(Napi::Env env, Napi::Object exports);
 void InitDistributed(Napi::Env env, Napi::Object exports);
 void InitGemm(Napi::Env env, Napi::Object exports);
 void InitAtenGemm(Napi::Env env, Napi::Object exports);
+void InitPacked(Napi::Env env, Napi::Object exports);
 
 }  // namespace dedos

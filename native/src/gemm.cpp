@@ -125,15 +125,6 @@ struct LinearFunction : public torch::autograd::Function<LinearFunction> {
   }
 };
 
-// F.linear: sgemm forward and backward when a gradient is needed, the inference path when none is, ATen when sgemm
-// does not apply (other devices and dtypes, autocast, DEDOS_DNNL_GEMM=0).
-at::Tensor LinearAny(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bOpt) {
-  at::Tensor b = bOpt.has_value() ? *bOpt : at::Tensor();
-  if (!NeedsGrad({&x, &w, &b})) return Linear(x, w, bOpt);
-  if (!SgemmApplies({&x, &w, &b}) || !LinearShapes(x, w, b)) return at::linear(x, w, bOpt);
-  return LinearFunction::apply(x, w, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
-}
-
 // Output maps up to this many pixels run 3×3 (k×k) convolutions as im2col + sgemm; larger ones go to ATen
 // (oneDNN), whose direct kernels win there and whose per-call weight reorder is then amortised.
 constexpr int64_t kIm2colMaxPixels = 256;
@@ -215,6 +206,15 @@ at::Tensor Attention(const at::Tensor& qIn, const at::Tensor& kIn, const at::Ten
 }
 
 }  // namespace
+
+// F.linear: sgemm forward and backward when a gradient is needed, the inference path when none is, ATen when sgemm
+// does not apply (other devices and dtypes, autocast, DEDOS_DNNL_GEMM=0).
+at::Tensor LinearAny(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bOpt) {
+  at::Tensor b = bOpt.has_value() ? *bOpt : at::Tensor();
+  if (!NeedsGrad({&x, &w, &b})) return Linear(x, w, bOpt);
+  if (!SgemmApplies({&x, &w, &b}) || !LinearShapes(x, w, b)) return at::linear(x, w, bOpt);
+  return LinearFunction::apply(x, w, b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt);
+}
 
 void InitGemm(Napi::Env env, Napi::Object exports) {
   DEDOS_OP("linear", {

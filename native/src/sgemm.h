@@ -42,3 +42,8 @@ struct BatchOperand {
 BatchOperand AsBatchOperand(const at::Tensor& m);
 
 }  // namespace dedos::sgemm
+
+namespace dedos {
+// F.linear: sgemm forward (and backward, when a gradient is needed), ATen where sgemm does not apply (gemm.cpp).
+at::Tensor LinearAny(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b);
+}  // namespace dedos

@@ -9,7 +9,7 @@ import { imageToTensor } from "../data/image-tensor.js";
 import type { DedosConfig } from "../dedos/config.js";
 import { DedosModel } from "../dedos/model.js";
 import { createModel } from "../models/factory.js";
-import { noGrad, tidy } from "../torch/tensor.js";
+import { noGrad, tidy, trimCache } from "../torch/tensor.js";
 
 /** How to build a segmenter's model (plain data: it crosses to the worker thread). */
 export interface ModelSpec {
@@ -100,6 +100,7 @@ export function segmentRgb(
   );
   const labels = Uint16Array.from(out.labels.intoTypedArray() as Int32Array);
   const scores = out.scores ? (out.scores.intoTypedArray() as Float32Array) : undefined;
+  trimCache(); // keep the blocks this image reused, free the ones it did not
   hooks.progress?.("postprocess", 1, 1);
   return { width: rgb.width, height: rgb.height, labels, scores };
 }

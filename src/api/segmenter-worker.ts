@@ -8,6 +8,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import type { WindowPreset } from "../catseg/inference.js";
 import type { RgbImage } from "../data/image-decode.js";
 import { DedosModel } from "../dedos/model.js";
+import { emptyCache } from "../torch/tensor.js";
 import { buildSegmentationModel, type ModelSpec, type SegmentRequest, segmentRgb } from "./segment-core.js";
 
 interface Init {
@@ -39,9 +40,15 @@ try {
   process.exit(0);
 }
 
+// Once no request came for this long, the allocator's idle blocks go back to the system: a library should not
+// hold its largest working set while the app does something else (DEDOS_IDLE_RELEASE_MS, default 2000).
+const idleReleaseMs = Number(process.env.DEDOS_IDLE_RELEASE_MS ?? 2000);
+let idleTimer: NodeJS.Timeout | undefined;
+
 port.on(
   "message",
   (m: { type: "segment"; id: number; rgb: RgbImage; request: SegmentRequest } | { type: "dispose" }) => {
+    clearTimeout(idleTimer);
     if (m.type === "dispose") {
       model.dispose();
       port.close();
@@ -62,6 +69,11 @@ port.on(
       port.postMessage({ type: "result", id: m.id, result }, transfer);
     } catch (e) {
       fail(m.id, e);
+    }
+    // Armed after the work (the handler is synchronous), cleared by the next message.
+    if (idleReleaseMs >= 0) {
+      idleTimer = setTimeout(emptyCache, idleReleaseMs);
+      idleTimer.unref();
     }
   },
 );

@@ -35,8 +35,9 @@ export class ClipMlp extends Module {
     this.c_fc = this.child("c_fc", new nn.Linear(width, width * 4, true, o));
     this.c_proj = this.child("c_proj", new nn.Linear(width * 4, width, true, o));
   }
-  forward(x: Tensor): Tensor {
-    return tidy(() => this.c_proj.forward(F.quickGelu(this.c_fc.forward(x))));
+  /** (…, D) → (…, D); `residual` is added to the output (fused with c_proj at inference). */
+  forward(x: Tensor, residual?: Tensor): Tensor {
+    return tidy(() => this.c_proj.forward(this.c_fc.forward(x, { act: "quickGelu" }), { residual }));
   }
 }
 
@@ -59,7 +60,7 @@ export class ResidualAttentionBlock extends Module {
   forward(x: Tensor, mask?: Tensor | null): Tensor {
     return tidy(() => {
       const h = x.add(this.attn.forward(this.ln_1.forward(x), mask));
-      return h.add(this.mlp.forward(this.ln_2.forward(h)));
+      return this.mlp.forward(this.ln_2.forward(h), h); // h + mlp(ln_2(h))
     });
   }
 
@@ -76,7 +77,7 @@ export class ResidualAttentionBlock extends Module {
       const bv = this.attn.inProjBias.narrow(0, 2 * D, D); // (D)
       const v = this.attn.outProj.forward(F.linear(this.ln_1.forward(x), wv, bv)); // (L, B, D)
       const h = v.add(x.narrow(0, 0, 1)); // + CLS (1, B, D)
-      return h.add(this.mlp.forward(this.ln_2.forward(h)));
+      return this.mlp.forward(this.ln_2.forward(h), h);
     });
   }
 }

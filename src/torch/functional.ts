@@ -1,4 +1,5 @@
 // torch.nn.functional: layers, activations, normalisation, resampling, pooling, attention and losses.
+import type { LinearActivation } from "./native-api.js";
 import { native as N } from "./native.js";
 import { type Generator, Tensor, tidy } from "./tensor.js";
 
@@ -12,6 +13,24 @@ const pair = (v: number | number[]): number[] => (typeof v === "number" ? [v, v]
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   return new Tensor(N.linear(x.handle, weight.handle, bias?.handle ?? null));
+}
+
+export type { LinearActivation } from "./native-api.js";
+
+/**
+ * act(x·Wᵀ + b) + residual: `F.linear`, the activation, then the residual add, as one op. At inference (no
+ * gradient, CPU float32) it runs as one oneDNN matmul on a weight packed once into oneDNN's preferred layout,
+ * with bias, activation and residual applied to each output tile while it is in cache; otherwise it is exactly
+ * the unfused ops. Same values up to float rounding.
+ */
+export function linearAct(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null | undefined,
+  act: LinearActivation,
+  residual?: Tensor | null,
+): Tensor {
+  return new Tensor(N.linearAct(x.handle, weight.handle, bias?.handle ?? null, act, residual?.handle ?? null));
 }
 
 /**

@@ -68,9 +68,14 @@ type ConvArgs = [
  * "none"; `isTensor` flags say whether the preceding operand is a tensor handle or a scalar. Ops that return
  * a tensor return a new handle the caller owns; in-place ops (`…_`) return their first argument.
  */
+/** Activations a linear layer can fuse (F.linear's epilogue). */
+export type LinearActivation = "none" | "gelu" | "geluTanh" | "quickGelu" | "silu";
+
 export interface NativeAddon {
   // ---- allocator.cpp ----
   emptyCache(): void;
+  /** Frees the idle blocks no request took since the previous trimCache; returns the bytes freed. */
+  trimCache(): number;
   allocatorStats(): NativeAllocatorStats;
 
   // ---- tensor.cpp: data in and out, metadata, lifetime ----
@@ -566,6 +571,20 @@ export interface NativeAddon {
   inferenceGemmAvailable(): boolean;
   /** Whether ATen's float32 CPU mm/addmm/bmm/baddbmm kernels run on oneDNN's sgemm (aten-gemm.cpp). */
   atenGemmRouted(): boolean;
+  /** act(x·Wᵀ + b) + residual; fused on a prepacked weight at inference (packed.cpp), else the unfused ops. */
+  linearAct(
+    x: NativeTensor,
+    w: NativeTensor,
+    b: NativeTensor | null,
+    act: LinearActivation,
+    residual: NativeTensor | null,
+  ): NativeTensor;
+  setPrepack(on: boolean): void;
+  prepackAvailable(): boolean;
+  /** Bytes held by packed weight copies. */
+  packedBytes(): number;
+  /** Drops packed copies of dead weights (or all of them); returns the bytes freed. */
+  releasePacked(all: boolean): number;
 
   // ---- addon.cpp ----
   /** libtorch's and OpenBLAS's thread count (≥ 1). */
@@ -588,6 +607,7 @@ export type NativeOpName = keyof NativeAddon;
  */
 export const NATIVE_OPS = [
   "emptyCache",
+  "trimCache",
   "allocatorStats",
   "fromBuffer",
   "toBuffer",
@@ -812,6 +832,11 @@ export const NATIVE_OPS = [
   "setInferenceGemm",
   "inferenceGemmAvailable",
   "atenGemmRouted",
+  "linearAct",
+  "setPrepack",
+  "prepackAvailable",
+  "packedBytes",
+  "releasePacked",
   "setNumThreads",
   "getNumThreads",
   "hasCuda",

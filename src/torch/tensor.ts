@@ -931,6 +931,15 @@ export function allocatorStats(): AllocatorStats {
   return N.allocatorStats() as AllocatorStats;
 }
 /** Returns the CPU allocator's idle blocks to the system (memory other processes can then use). */
+/**
+ * Frees the allocator's idle blocks that no request took since the previous call: called once per unit of
+ * work (an image, a training step), it bounds the cache by what the workload reuses. Returns the bytes freed.
+ */
+export function trimCache(): number {
+  N.releasePacked(false);
+  return N.trimCache();
+}
 export function emptyCache(): void {
+  N.releasePacked(false); // packed copies of weights that were disposed
   N.emptyCache();
 }

@@ -9,6 +9,8 @@
 // resolves, and Node handles up to 1000 queued port messages (and everything their promises run) before it
 // polls again; signals are read in that poll.
 
+import { trimCache } from "../torch/tensor.js";
+
 /** What one step reports. */
 export interface StepOutput {
   /** The step's losses (averaged over the processes) and their sum, `total`. */
@@ -68,6 +70,7 @@ export class TrainLoop {
         return;
       }
       const out = await this.o.step(this.iteration);
+      trimCache(); // the allocator keeps the blocks a step reuses, not every size it ever made
       this.iteration++;
       for (const h of this.o.hooks) await h.afterStep?.(this, out);
     }

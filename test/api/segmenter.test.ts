@@ -192,3 +192,23 @@ describe("Segmenter", () => {
     }
   });
 });
+
+describe("Segmenter memory", () => {
+  it("returns the allocator's idle blocks once no request came for DEDOS_IDLE_RELEASE_MS", async () => {
+    const { allocatorStats } = await import("../../src/torch/tensor.js");
+    const was = process.env.DEDOS_IDLE_RELEASE_MS;
+    process.env.DEDOS_IDLE_RELEASE_MS = "100"; // read by the worker at start
+    try {
+      const seg = await Segmenter.create({ config: TINY, weights: "random", seed: 3 });
+      await seg.segment("assets/coco/000000039769.png", "cat; sofa");
+      // The allocator is the process's: the worker's idle blocks show here.
+      assert.ok(allocatorStats().idleBytes > 0, "nothing cached right after a call");
+      await new Promise((r) => setTimeout(r, 600));
+      assert.equal(allocatorStats().idleBytes, 0);
+      await seg.dispose();
+    } finally {
+      if (was === undefined) delete process.env.DEDOS_IDLE_RELEASE_MS;
+      else process.env.DEDOS_IDLE_RELEASE_MS = was;
+    }
+  });
+});

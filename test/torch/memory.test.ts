@@ -76,3 +76,24 @@ describe("memory", () => {
     assert.ok(native.liveHandles() <= before, `${native.liveHandles()} live handles, ${before} before`);
   });
 });
+
+describe("allocator trimming", () => {
+  it("trimCache frees the blocks no request took since the previous trim and keeps the reused ones", () => {
+    emptyCache();
+    const { trimCache } = native;
+    trimCache(); // start an epoch
+    // Epoch 1: a 4 MiB and an 8 MiB block become idle.
+    empty([1 << 20]).dispose();
+    empty([2 << 20]).dispose();
+    const idle = allocatorStats().idleBytes;
+    assert.ok(idle >= 12 << 20, `idle ${idle}`);
+    assert.equal(trimCache(), 0, "blocks released in this epoch are kept");
+    // Epoch 2: only the 4 MiB size is requested again.
+    empty([1 << 20]).dispose();
+    const freed = trimCache();
+    assert.ok(freed >= 8 << 20 && freed < 12 << 20, `freed ${freed}: the unused 8 MiB block only`);
+    assert.ok(allocatorStats().idleBytes >= 4 << 20, "the reused block stays cached");
+    emptyCache();
+    assert.equal(allocatorStats().idleBytes, 0);
+  });
+});

@@ -38,8 +38,13 @@ export class Linear extends Module {
   get bias(): Tensor | null {
     return this.has("bias") ? this.get("bias") : null;
   }
-  forward(x: Tensor): Tensor {
-    return F.linear(x, this.weight, this.bias);
+  /**
+   * x·Wᵀ + b, optionally followed by an activation and a residual add — fused into the product at inference
+   * (F.linearAct); exactly F.linear, activation, add otherwise.
+   */
+  forward(x: Tensor, o: { act?: F.LinearActivation; residual?: Tensor | null } = {}): Tensor {
+    if (!o.act && !o.residual) return F.linear(x, this.weight, this.bias);
+    return F.linearAct(x, this.weight, this.bias, o.act ?? "none", o.residual);
   }
 }
 
