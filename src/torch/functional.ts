@@ -1,6 +1,7 @@
 // torch.nn.functional: layers, activations, normalisation, resampling, pooling, attention and losses.
-import type { LinearActivation } from "./native-api.js";
+
 import { native as N } from "./native.js";
+import type { LinearActivation } from "./native-api.js";
 import { type Generator, Tensor, tidy } from "./tensor.js";
 
 type Reduction = "mean" | "sum" | "none";
@@ -30,7 +31,9 @@ export function linearAct(
   act: LinearActivation,
   residual?: Tensor | null,
 ): Tensor {
-  return new Tensor(N.linearAct(x.handle, weight.handle, bias?.handle ?? null, act, residual?.handle ?? null));
+  return new Tensor(
+    N.linearAct(x.handle, weight.handle, bias?.handle ?? null, act, residual?.handle ?? null),
+  );
 }
 
 /**

@@ -2,7 +2,7 @@
 // inference, against the unfused ops (F.linear, the activation op, add); its fallbacks; the packed-weight cache.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { autogradGrad, F, Generator, noGrad, nn, randn, type Tensor, tidy } from "../../src/torch/index.js";
+import { autogradGrad, F, Generator, nn, noGrad, randn, type Tensor, tidy } from "../../src/torch/index.js";
 import { native } from "../../src/torch/native.js";
 
 const g = new Generator(5);
