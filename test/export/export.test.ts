@@ -176,7 +176,9 @@ describe("dedos export (tiny CAT-Seg)", () => {
       version: "test",
       kernel: KERNEL,
       externalAbove: 1,
+      topK: false,
     });
+    assert.equal(r.manifest.view.maxClasses, TINY_CATSEG.aggregator.padLen);
     assert.deepEqual(readdirSync(ext).sort(), [
       "manifest.json",
       "text.onnx",
