@@ -2,7 +2,7 @@
 // bench/reference/worker.py), each building the case from its spec and returning one call of it that frees
 // everything it allocates. Random weights (seeded); under noGrad unless the case is a backward.
 import { CLIP_PRESETS } from "../src/clip/config.js";
-import { ClipTextEncoder } from "../src/clip/text.js";
+import { ClipTextEncoder, ResidualAttentionBlock } from "../src/clip/text.js";
 import { ClipVisionEncoder } from "../src/clip/vision.js";
 import { SD_PRESETS } from "../src/diffusion/config.js";
 import { UNet2DConditionModel } from "../src/diffusion/unet.js";
@@ -10,21 +10,10 @@ import { F, Generator, nn, noGrad, randn, type Tensor, tensor, tidy } from "../s
 import { referenceKernels } from "./common.js";
 import type { CaseFactory } from "./sample.js";
 
-/** One ViT-B block (pre-LN, 12 heads, MLP 3072, QuickGELU), written as CLIP's block is; shared with engine.ts. */
+/** One ViT-B block (pre-LN, 12 heads, MLP 3072, QuickGELU): CLIP's own block (src/clip/text.ts), tokens (L, 1, D). */
 export function vitBlock(g: Generator): { forward: (x: Tensor) => Tensor; parameters: Tensor[] } {
-  const D = 768;
-  const ln1 = new nn.LayerNorm(D);
-  const ln2 = new nn.LayerNorm(D);
-  const attn = new nn.MultiheadAttention(D, 12, { generator: g });
-  const fc = new nn.Linear(D, 4 * D, true, { generator: g });
-  const proj = new nn.Linear(4 * D, D, true, { generator: g });
-  const forward = (x: Tensor) =>
-    tidy(() => {
-      const y = x.add(attn.forward(ln1.forward(x)));
-      return y.add(proj.forward(F.quickGelu(fc.forward(ln2.forward(y)))));
-    });
-  const parameters = [ln1, ln2, attn, fc, proj].flatMap((m) => m.parameters());
-  return { forward, parameters };
+  const block = new ResidualAttentionBlock(768, 12, { generator: g });
+  return { forward: (x: Tensor) => block.forward(x), parameters: block.parameters() };
 }
 
 /** One of the engine's reference kernels (common.ts referenceKernels: the same cases as bench/engine). */
