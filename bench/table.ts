@@ -70,7 +70,7 @@ function fmt(ms: number): string {
 function rangeText(r: Range | null | undefined, digits?: number): string {
   if (!r) return "—";
   const f = digits === undefined ? fmt : (x: number) => x.toFixed(digits);
-  return r.min === r.max ? f(r.min) : `${f(r.min)}–${f(r.max)}`;
+  return f(r.min) === f(r.max) ? f(r.min) : `${f(r.min)}–${f(r.max)}`;
 }
 
 /** "quiet/total" rounds, with a mark when every round was noisy (then the range covers noisy rounds). */
