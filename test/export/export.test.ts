@@ -141,6 +141,7 @@ describe("dedos export (tiny CAT-Seg)", () => {
   });
 
   it("float16 weights: half the bytes, within 1e-2 · output scale of the float32 model", async () => {
+    const before = model.clip.visual.proj.toArray();
     const r = await exportSegmentationModel(model, out16, {
       version: "test",
       kernel: KERNEL,
@@ -151,6 +152,7 @@ describe("dedos export (tiny CAT-Seg)", () => {
     const size = (d: string, f: string) => readFileSync(join(d, f)).length;
     assert.ok(size(out16, "text.onnx") < 0.55 * size(out32, "text.onnx"));
     // The model's own float32 weights are back after the export.
+    assert.deepEqual(model.clip.visual.proj.toArray(), before);
     const checker = await OnnxChecker.open(join(out16, "view.onnx"));
     const g = new Generator(12);
     try {
