@@ -6,11 +6,14 @@ import { ClipTextEncoder, ResidualAttentionBlock } from "../src/clip/text.js";
 import { ClipVisionEncoder } from "../src/clip/vision.js";
 import { SD_PRESETS } from "../src/diffusion/config.js";
 import { UNet2DConditionModel } from "../src/diffusion/unet.js";
-import { F, Generator, nn, noGrad, randn, type Tensor, tensor, tidy } from "../src/torch/index.js";
+import { Generator, noGrad, randn, type Tensor, tensor, tidy } from "../src/torch/index.js";
 import { referenceKernels } from "./common.js";
 import type { CaseFactory } from "./sample.js";
 
-/** One ViT-B block (pre-LN, 12 heads, MLP 3072, QuickGELU): CLIP's own block (src/clip/text.ts), tokens (L, 1, D). */
+/**
+ * One ViT-B block (pre-LN, 12 heads, MLP 3072, QuickGELU): CLIP's own block (src/clip/text.ts), tokens
+ * (L, 1, D); bench/reference/engine.py VitBlock is the same ops in PyTorch. Shared with bench/engine.ts.
+ */
 export function vitBlock(g: Generator): { forward: (x: Tensor) => Tensor; parameters: Tensor[] } {
   const block = new ResidualAttentionBlock(768, 12, { generator: g });
   return { forward: (x: Tensor) => block.forward(x), parameters: block.parameters() };
