@@ -3,7 +3,6 @@
 //   t   a tensor handle            t?  a tensor handle or null        ts  a list of handles (nulls allowed)
 //   oK  a tensor-or-scalar operand whose isTensor flag is argument K  v   anything else (kept as a value)
 // Results: "t" one tensor, "ts" a list, "t2" a [values, indices] pair, "t?" a tensor or null.
-import type { NativeOpName } from "../torch/native-api.js";
 
 export type ArgKind = "t" | "t?" | "ts" | "v" | `o${number}`;
 export type ResultKind = "t" | "ts" | "t2" | "t?";
@@ -90,8 +89,8 @@ export const CREATION_OPS = new Set<string>([
   "eye",
 ]);
 
-/** Tensor ops the tracer records, by engine name. */
-export const OP_SPECS: Partial<Record<NativeOpName, OpSpec>> = {
+/** Tensor ops the tracer records, by engine name (a string key: newer engines may add ops). */
+export const OP_SPECS: Record<string, OpSpec> = {
   ...Object.fromEntries(UNARY.map((n) => [n, s("t")])),
   ...Object.fromEntries(BINARY.map((n) => [n, s("t o2 v")])),
   fromBuffer: s("v v v"),
@@ -177,7 +176,8 @@ export const OP_SPECS: Partial<Record<NativeOpName, OpSpec>> = {
   adaptiveAvgPool2d: s("t v"),
   linear: s("t t t?"),
   linearInference: s("t t t?"),
-  attentionInference: s("t t t v", "t?"),
+  attentionInference: s("t t t v t?", "t?"),
+  linearAct: s("t t t? v t?"),
 };
 
 /** Engine functions that touch no tensor data: called through untouched while tracing. */
@@ -207,13 +207,17 @@ export const PASS_THROUGH = new Set<string>([
   "blasInfo",
   "setRequiresGrad",
   "atenGemmRouted",
+  "setPrepack",
+  "prepackAvailable",
+  "packedBytes",
+  "releasePacked",
 ]);
 
 /** Functions that hand tensor data to JavaScript: allowed on constants only (the graph could not follow). */
 export const DATA_READS = new Set<string>(["item", "toBuffer", "takeBuffer", "allclose", "equal"]);
 
 /** In-place ops: allowed on constants created inside the trace (their value is read again afterwards). */
-export const IN_PLACE: Partial<Record<NativeOpName, OpSpec>> = {
+export const IN_PLACE: Record<string, OpSpec> = {
   copy_: s("t t"),
   fill_: s("t v"),
   zero_: s("t"),

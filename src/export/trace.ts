@@ -174,9 +174,9 @@ function wrapOp(r: Recorder, op: string, real: AnyFn): AnyFn {
       return real(...args);
     };
   }
-  const inPlace = IN_PLACE[op as keyof typeof IN_PLACE];
+  const inPlace = IN_PLACE[op];
   if (inPlace) return (...args) => inPlaceOp(r, op, inPlace, real, args);
-  const spec = OP_SPECS[op as keyof typeof OP_SPECS];
+  const spec = OP_SPECS[op];
   if (!spec) {
     return () => {
       throw new Error(`export: unsupported op "${op}" (called from ${callSite()})`);

@@ -23,17 +23,39 @@ function conv(c: ConvertContext): void {
   );
 }
 
-function linear(c: ConvertContext): void {
+/** x·Wᵀ + b (inputs 0, 1, 2). */
+function linearCore(c: ConvertContext): string {
   const wt = c.node("Transpose", [c.x(1)], { perm: { ints: [1, 0] } });
   const bias = c.xo(2);
-  if (c.rank(0) === 2 && bias) {
-    c.node("Gemm", [c.x(0), wt, bias], undefined, [c.out()]);
-    return;
-  }
+  if (c.rank(0) === 2 && bias) return c.node("Gemm", [c.x(0), wt, bias]);
   const y = c.node("MatMul", [c.x(0), wt]);
-  if (bias) c.node("Add", [y, bias], undefined, [c.out()]);
-  else c.alias(y);
+  return bias ? c.node("Add", [y, bias]) : y;
 }
+
+/** An activation of the engine's fused linear ("none", "gelu", "geluTanh", "quickGelu", "silu"). */
+function activate(c: ConvertContext, x: string, act: string): string {
+  const f = (v: number) => c.b.scalarOf("float32", v);
+  if (act === "none") return x;
+  if (act === "silu") return c.node("Mul", [x, c.node("Sigmoid", [x])]);
+  if (act === "quickGelu") return c.node("Mul", [x, c.node("Sigmoid", [c.node("Mul", [x, f(1.702)])])]);
+  let inner: string;
+  if (act === "geluTanh") {
+    // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+    const x3 = c.node("Mul", [c.node("Mul", [x, x]), x]);
+    const u = c.node("Mul", [
+      c.node("Add", [x, c.node("Mul", [x3, f(0.044715)])]),
+      f(Math.sqrt(2 / Math.PI)),
+    ]);
+    inner = c.node("Tanh", [u]);
+  } else if (act === "gelu") {
+    inner = c.node("Erf", [c.node("Div", [x, f(Math.SQRT2)])]); // exact: 0.5·x·(1 + erf(x/√2))
+  } else {
+    throw new Error(`export: activation "${act}" is not supported`);
+  }
+  return c.node("Mul", [c.node("Mul", [x, f(0.5)]), c.node("Add", [inner, f(1)])]);
+}
+
+const linear: Converter = (c) => c.alias(linearCore(c));
 
 /** A per-channel vector (C) reshaped to broadcast over (N, C, …) of rank r. */
 function channelVector(c: ConvertContext, v: string, C: number, r: number): string {
@@ -71,22 +93,7 @@ function layerNorm(c: ConvertContext): void {
 }
 
 function gelu(c: ConvertContext): void {
-  const x = c.x(0);
-  const f = (v: number) => c.b.scalarOf("float32", v);
-  let inner: string;
-  if (c.v<string>(1) === "tanh") {
-    // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
-    const x3 = c.node("Mul", [c.node("Mul", [x, x]), x]);
-    const u = c.node("Mul", [
-      c.node("Add", [x, c.node("Mul", [x3, f(0.044715)])]),
-      f(Math.sqrt(2 / Math.PI)),
-    ]);
-    inner = c.node("Tanh", [u]);
-  } else {
-    inner = c.node("Erf", [c.node("Div", [x, f(Math.SQRT2)])]); // exact: 0.5·x·(1 + erf(x/√2))
-  }
-  const half = c.node("Mul", [x, f(0.5)]);
-  c.node("Mul", [half, c.node("Add", [inner, f(1)])], undefined, [c.out()]);
+  c.alias(activate(c, c.x(0), c.v<string>(1) === "tanh" ? "geluTanh" : "gelu"));
 }
 
 function interpolate(c: ConvertContext): void {
@@ -157,6 +164,11 @@ export const NN_OPS: Record<string, Converter> = {
   },
   linear,
   linearInference: linear,
+  linearAct: (c) => {
+    // act(x·Wᵀ + b) + residual
+    const y = activate(c, linearCore(c), c.v<string>(3));
+    c.alias(c.xo(4) ? c.node("Add", [y, c.xo(4)]) : y);
+  },
   layerNorm,
   groupNorm,
   batchNorm: (c) => {
@@ -196,7 +208,9 @@ export const NN_OPS: Record<string, Converter> = {
     [perm[r - 2], perm[r - 1]] = [r - 1, r - 2];
     const kt = c.node("Transpose", [c.x(1)], { perm: { ints: perm } });
     const q = c.node("Mul", [c.x(0), c.b.scalarOf("float32", c.v<number>(3))]);
-    const a = c.node("Softmax", [c.node("MatMul", [q, kt])], { axis: { i: -1 } });
+    let scores = c.node("MatMul", [q, kt]);
+    if (c.xo(4)) scores = c.node("Add", [scores, c.xo(4)]); // additive mask
+    const a = c.node("Softmax", [scores], { axis: { i: -1 } });
     c.node("MatMul", [a, c.x(2)], undefined, [c.out()]);
   },
 };
