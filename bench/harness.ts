@@ -185,13 +185,14 @@ function summariseRound(samples: Sample[]): Round {
 }
 
 /**
- * Runs one case on every engine: starts them (one process each, set up one after the other), then `rounds`
- * rounds of `reps` timed calls per engine in turn, then asks each for its peak RSS and ends it.
+ * Runs one case on every engine: starts them (one process each, set up one after the other), then rounds of
+ * `reps` timed calls per engine in turn until `rounds` rounds were quiet for every engine or `rounds` +
+ * `extraRounds` rounds ran, then asks each engine for its peak RSS and ends it.
  */
 export async function runCase(
   c: BenchCase,
   engines: EngineSpec[],
-  o: { threads: number; rounds: number; reps: number; log: (s: string) => void },
+  o: { threads: number; rounds: number; extraRounds: number; reps: number; log: (s: string) => void },
 ): Promise<EngineResult[]> {
   engines = enginesFor(c, engines);
   const spec = c.spec();
@@ -210,8 +211,11 @@ export async function runCase(
       results[i]!.setupMs = (r.setupMs as number) ?? null;
       results[i]!.info = r.info ?? null;
     }
-    for (let round = 0; round < o.rounds; round++) {
+    // Up to `extraRounds` more rounds while fewer than `rounds` were quiet for every engine.
+    let quiet = 0;
+    for (let round = 0; round < o.rounds + o.extraRounds && quiet < o.rounds; round++) {
       const line: string[] = [];
+      let noisy = false;
       for (const [i, p] of procs.entries()) {
         if (results[i]!.error) continue;
         const r = await p.request({ op: "sample", reps: o.reps, warm: c.warm });
@@ -221,9 +225,12 @@ export async function runCase(
         }
         const s = summariseRound(r.samples as Sample[]);
         results[i]!.rounds.push(s);
-        line.push(`${engines[i]!.id} ${s.medianMs.toFixed(1)} ms${s.noisy ? " (noisy)" : ""}`);
+        noisy ||= s.noisy;
+        const others = `others ${s.othersShare.toFixed(2)} core`;
+        line.push(`${engines[i]!.id} ${s.medianMs.toFixed(1)} ms${s.noisy ? ` (noisy: ${others})` : ""}`);
       }
-      o.log(`  round ${round + 1}/${o.rounds}: ${line.join(", ")}`);
+      if (!noisy) quiet++;
+      o.log(`  round ${round + 1} (${quiet}/${o.rounds} quiet): ${line.join(", ")}`);
     }
     for (const [i, p] of procs.entries()) {
       const r = await p.request({ op: "exit" });

@@ -28,6 +28,8 @@ export interface CaseReport {
   bestPytorch: string | null;
   /** dedos ÷ best PyTorch, round by round. */
   ratio: Range | null;
+  /** Median over every engine's rounds of the CPU other processes took (1 = one core busy). */
+  othersCores: number | null;
   errors: string[];
 }
 
@@ -59,6 +61,10 @@ export function caseReport(c: BenchCase, results: EngineResult[]): CaseReport {
     engines,
     bestPytorch: best?.engine ?? null,
     ratio: best && dedos ? ratioRange(dedos.rounds, best.rounds) : null,
+    othersCores: (() => {
+      const all = results.flatMap((r) => r.rounds.map((x) => x.othersShare));
+      return all.length ? med(all) : null;
+    })(),
     errors: results.filter((r) => r.error).map((r) => `${r.engine}: ${r.error}`),
   };
 }
@@ -82,18 +88,22 @@ function roundsText(s: EngineSummary | undefined): string {
 const n0 = (x: number | null | undefined) => (x === null || x === undefined ? "—" : x.toFixed(0));
 
 /** Prints the markdown table of all cases and its legend. */
-export function printTable(reports: CaseReport[], o: { threads: number; rounds: number }): void {
+export function printTable(
+  reports: CaseReport[],
+  o: { threads: number; rounds: number; extraRounds: number },
+): void {
   const ids = ["dedos", "pytorch-pinned", "pytorch-auto", "onnxruntime"];
   console.log(
-    `\nbench/run — dedos vs PyTorch 1.13 at its best, ${o.threads} thread(s), fp32, ${o.rounds} alternated ` +
-      "round(s); ms = min–max of per-round medians over quiet rounds",
+    `\nbench/run — dedos vs PyTorch 1.13 at its best, ${o.threads} thread(s), fp32, alternated rounds ` +
+      `(${o.rounds} quiet wanted, up to ${o.rounds + o.extraRounds}); ms = min–max of per-round medians over ` +
+      "quiet rounds",
   );
   console.log(
     "| case | dedos ms | best PyTorch ms | PyTorch pinned ms | PyTorch auto ms | onnxruntime ms | " +
       "dedos ÷ best PyTorch | faults/call dedos · pinned · auto · ort | peak RSS MB dedos · pinned · auto · ort | " +
-      "quiet rounds dedos · pinned · auto · ort |",
+      "quiet rounds dedos · pinned · auto · ort | others' CPU (cores) |",
   );
-  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of reports) {
     const e = (id: string) => r.engines[id];
     const best = r.bestPytorch ? e(r.bestPytorch) : undefined;
@@ -109,12 +119,13 @@ export function printTable(reports: CaseReport[], o: { threads: number; rounds: 
       ids.map((id) => n0(e(id)?.faultsPerCall)).join(" · "),
       ids.map((id) => n0(e(id)?.peakRssMb)).join(" · "),
       ids.map((id) => roundsText(e(id))).join(" · "),
+      r.othersCores === null ? "—" : r.othersCores.toFixed(2),
     ];
     console.log(`| ${cells.join(" | ")} |`);
   }
   console.log(
     "\nratio < 1: dedos faster. Rounds are noisy when other processes took > 10 % of a core during them " +
-      "('!': all rounds noisy, range over all). pinned: OPENBLAS_CORETYPE as in this environment; " +
+      "('!': all rounds noisy, range over all; others' CPU: median over all rounds). pinned: OPENBLAS_CORETYPE as in this environment; " +
       "auto: unset (OpenBLAS detects the CPU). Peak RSS: VmHWM of the engine's own process (one case each).",
   );
   for (const r of reports)
