@@ -41,10 +41,14 @@ export async function webProviders(): Promise<string[]> {
   return adapter ? ["webgpu", "wasm"] : ["wasm"];
 }
 
-async function openGraph(src: ExportSource, file: string, providers: string[]) {
+async function openGraph(src: ExportSource, manifest: OnnxManifest, file: string, providers: string[]) {
   const model = await required(src, file);
-  const extra = await bytesOf(src, externalDataName(file));
-  const externalData: ExternalData[] = extra ? [{ path: externalDataName(file), data: extra }] : [];
+  // External weights: named by the manifest, else probed by the exporter's naming convention.
+  const ext = externalDataName(manifest, file);
+  const extra = ext ? await bytesOf(src, ext.name) : undefined;
+  if (ext?.known && !extra)
+    throw new Error(`the export has no ${ext.name} (the external weights of ${file})`);
+  const externalData: ExternalData[] = ext && extra ? [{ path: ext.name, data: extra }] : [];
   try {
     return await ort.InferenceSession.create(model, { executionProviders: providers, externalData });
   } catch (e) {
@@ -72,9 +76,10 @@ export async function openExport(
   const providers = await webProviders();
   const [tokenizer, text, view] = await Promise.all([
     loadTokenizer(vocabUrl),
-    openGraph(src, manifest.text.file, providers),
-    openGraph(src, manifest.view.file, providers),
+    openGraph(src, manifest, manifest.text.file, providers),
+    openGraph(src, manifest, manifest.view.file, providers),
   ]);
-  const model = new OnnxSegmentation(manifest, ort as unknown as OrtModule, text, view, tokenizer);
+  const openTopK = (file: string) => openGraph(src, manifest, file, providers);
+  const model = new OnnxSegmentation(manifest, ort as unknown as OrtModule, text, view, tokenizer, openTopK);
   return { model, manifest, providers };
 }

@@ -31,6 +31,19 @@ export interface OnnxManifest {
     /** Most classes one call takes (null: any number). */
     maxClasses: number | null;
   };
+  /**
+   * The graph for more than pad_len classes (CAT-Seg's top-k path), when the export has one: same inputs and
+   * output as `view`, used from `minClasses` classes on.
+   */
+  viewTopK?: {
+    file: string;
+    minClasses: number;
+    inputs: { image: string; text: string };
+    output: string;
+    outputSize: [number, number];
+  };
+  /** Per graph file: its external-data file, when it has one. */
+  files?: Record<string, { externalData?: string | null }>;
   verified?: unknown;
   exportedBy?: string;
 }
@@ -87,13 +100,29 @@ export function checkManifest(json: unknown, where: string): OnnxManifest {
     fail(where, "view.outputSize", "[h, w]", size);
   if (v.maxClasses !== null && v.maxClasses !== undefined && !positiveInt(v.maxClasses))
     fail(where, "view.maxClasses", "a positive integer or null", v.maxClasses);
+  const tk = m.viewTopK as Record<string, unknown> | undefined;
+  if (tk !== undefined) {
+    if (typeof tk !== "object" || tk === null) fail(where, "viewTopK", "an object", tk);
+    for (const k of ["file", "output"]) if (!str(tk[k])) fail(where, `viewTopK.${k}`, "a name", tk[k]);
+    if (!positiveInt(tk.minClasses)) fail(where, "viewTopK.minClasses", "a positive integer", tk.minClasses);
+    const ti = tk.inputs as Record<string, unknown> | undefined;
+    if (typeof ti !== "object" || ti === null || !str(ti.image) || !str(ti.text))
+      fail(where, "viewTopK.inputs", '{ "image": name, "text": name }', ti);
+  }
+  const maxClasses = (v.maxClasses as number | null | undefined) ?? null;
   return {
     ...(m as unknown as OnnxManifest),
-    view: { ...(v as unknown as OnnxManifest["view"]), maxClasses: (v.maxClasses as number | null) ?? null },
+    view: { ...(v as unknown as OnnxManifest["view"]), maxClasses },
   };
 }
 
-/** External-data files a graph may come with: `<file>.data` (what the exporter writes beside large graphs). */
-export function externalDataName(file: string): string {
-  return `${file}.data`;
+/**
+ * The external-data file of a graph: what `files[file].externalData` names (null: none), else the exporter's
+ * convention `<file>.data` (which may or may not exist).
+ */
+export function externalDataName(m: OnnxManifest, file: string): { name: string; known: boolean } | null {
+  const entry = m.files?.[file];
+  if (entry && "externalData" in entry)
+    return entry.externalData ? { name: entry.externalData, known: true } : null;
+  return { name: `${file}.data`, known: false };
 }

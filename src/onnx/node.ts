@@ -92,5 +92,5 @@ export async function openExportFolder(folder: string, o: OpenExportOptions = {}
     await text.release?.();
     throw e;
   }
-  return new OnnxSegmentation(manifest, ort, text, view, ClipTokenizer.load());
+  return new OnnxSegmentation(manifest, ort, text, view, ClipTokenizer.load(), open);
 }

@@ -42,13 +42,35 @@ function float32Of(t: OrtTensor, what: string): Float32Array {
 
 /** An exported model's two sessions with what the TypeScript half needs around them. */
 export class OnnxSegmentation {
+  private topK: Promise<OrtSession> | undefined;
+
+  /**
+   * `openTopK` opens the manifest's `viewTopK` graph; it is called on the first image with at least
+   * `viewTopK.minClasses` classes (the graph holds the same weights again, so it is not opened before then).
+   */
   constructor(
     readonly manifest: OnnxManifest,
     private readonly ort: OrtModule,
     private readonly textSession: OrtSession,
     private readonly viewSession: OrtSession,
     private readonly tokenizer: Tokenizer,
+    private readonly openTopK?: (file: string) => Promise<OrtSession>,
   ) {}
+
+  /** The view graph for T classes, with its input and output names. */
+  private async viewGraph(
+    T: number,
+  ): Promise<{ session: OrtSession; inputs: { image: string; text: string }; output: string }> {
+    const { view, viewTopK: tk } = this.manifest;
+    if (view.maxClasses !== null && T > view.maxClasses)
+      throw new Error(`onnx: this export takes at most ${view.maxClasses} classes per image, got ${T}`);
+    if (!tk || T < tk.minClasses)
+      return { session: this.viewSession, inputs: view.inputs, output: view.output };
+    if (!this.openTopK)
+      throw new Error(`onnx: ${T} classes need ${tk.file}, and no way to open it was given`);
+    this.topK ??= this.openTopK(tk.file);
+    return { session: await this.topK, inputs: tk.inputs, output: tk.output };
+  }
 
   /** "catseg" or "dedos". */
   get kind(): "catseg" | "dedos" {
@@ -109,18 +131,17 @@ export class OnnxSegmentation {
     return classEmbeddingsFromFeatures(data, E, groups, templates.length, P > 1 ? "none" : "mean");
   }
 
-  /** view.onnx as the sliding window's per-view model, for these class embeddings. */
-  viewModel(text: TextEmbeddings): ViewModel {
-    const { inputs, output, kernel } = this.manifest.view;
+  /** The view graph as the sliding window's per-view model, for these class embeddings. */
+  async viewModel(text: TextEmbeddings): Promise<ViewModel> {
+    const { session, inputs, output } = await this.viewGraph(text.shape[0]);
+    const kernel = this.manifest.view.kernel;
     const textTensor = new this.ort.Tensor("float32", text.data, text.shape);
     return {
       scoreKind: this.manifest.scoreKind,
       runView: async (view, k) => {
         if (k !== kernel) throw new Error(`onnx: a view of ${k} px for a graph of ${kernel} px`);
         const image = new this.ort.Tensor("float32", view, [1, 3, k, k]);
-        const out = (await this.viewSession.run({ [inputs.image]: image, [inputs.text]: textTensor }))[
-          output
-        ];
+        const out = (await session.run({ [inputs.image]: image, [inputs.text]: textTensor }))[output];
         if (!out) throw new Error(`onnx: view graph gave no output "${output}"`);
         const [n, T, h, w] = out.dims as [number, number, number, number];
         if (out.dims.length !== 4 || n !== 1 || T !== text.shape[0])
@@ -150,7 +171,7 @@ export class OnnxSegmentation {
       );
     o.progress?.("text", 1, 1);
     o.checkCancelled?.();
-    const r = await segmentWithViews(this.viewModel(text), rgb, {
+    const r = await segmentWithViews(await this.viewModel(text), rgb, {
       window: spec,
       output: o.output,
       onView: (done, total) => {
@@ -162,9 +183,12 @@ export class OnnxSegmentation {
     return { labels: r.labels, scores: r.scores };
   }
 
-  /** Frees both sessions. */
+  /** Frees the sessions. */
   async release(): Promise<void> {
     await this.textSession.release?.();
     await this.viewSession.release?.();
+    const topK = this.topK;
+    this.topK = undefined;
+    if (topK) await (await topK.catch(() => undefined))?.release?.();
   }
 }
