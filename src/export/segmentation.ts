@@ -96,6 +96,14 @@ function viewCases(m: SegModel, k: number, g: Generator, traced: [number, number
 
 type Cases = ReturnType<typeof viewCases>;
 
+/** What `segmentTensor` runs per view: head(encodeImage(view), text) with the test pooling (1, 1). */
+function viewForward(m: SegModel, image: Tensor, text: Tensor): Tensor {
+  const o = { poolingSize: [1, 1] as [number, number] };
+  return m instanceof CatSegModel
+    ? m.head(m.encodeImage(image), text, o)
+    : m.head(m.encodeImage(image), text, o);
+}
+
 /** The graphs of an export: text, view (T ≤ pad_len) and, unless skipped, view-topk (T > pad_len). */
 function graphCases(m: SegModel, k: number, o: ExportOptions): { name: string; cases: Cases }[] {
   const padLen = catsegOf(m).padLen;
@@ -126,8 +134,7 @@ export async function exportSegmentationModel(
   const graphs = graphCases(model, k, o);
   const cases = graphs.flatMap((x) => [...x.cases.traced, ...x.cases.checks]);
   try {
-    const head = (x: Record<string, Tensor>) =>
-      tidy(() => model.head(model.encodeImage(x.image!) as never, x.text!, { poolingSize: [1, 1] }));
+    const head = (x: Record<string, Tensor>) => tidy(() => viewForward(model, x.image!, x.text!));
     const textFwd = (x: Record<string, Tensor>) => cs.clip.encodeText(x.tokens!);
     const forward = (name: string) => (name === "text" ? textFwd : head);
     // float16: the float32 model's outputs, to state what storing the weights as float16 costs.
