@@ -2,7 +2,7 @@
 // is the contract with the onnxruntime backend (src/api, web/): fields are only ever added, never changed.
 
 import type { CatSegConfig } from "../catseg/config.js";
-import { CATSEG_TEMPLATE, CatSegModel } from "../catseg/model.js";
+import { CatSegModel } from "../catseg/model.js";
 import type { DedosConfig } from "../dedos/config.js";
 import type { DedosModel } from "../dedos/model.js";
 import type { GraphExportResult } from "./graph-export.js";
@@ -96,6 +96,7 @@ export function manifestFor(
     fp16: boolean;
     version: string;
     graphs: Record<string, GraphExportResult>;
+    templates: string[];
     tolerance?: number;
   },
 ): ExportManifest {
@@ -114,7 +115,7 @@ export function manifestFor(
     scoreKind,
     padLen: cs.padLen,
     promptChannel: cs.config.aggregator.promptChannel,
-    templates: [CATSEG_TEMPLATE],
+    templates: o.templates,
     text: {
       file: "text.onnx",
       input: "tokens",

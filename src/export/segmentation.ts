@@ -31,6 +31,8 @@ export interface ExportOptions {
   /** Threads for onnxruntime during the checks. */
   threads?: number;
   log?: (line: string) => void;
+  /** Prompt templates the runtime fills (default CAT-Seg's single one; P > 1 needs P of them). */
+  templates?: string[];
   /** Also export view-topk.onnx, the graph for T > pad_len classes (default true). */
   topK?: boolean;
 }
@@ -127,6 +129,12 @@ export async function exportSegmentationModel(
   const cs = catsegOf(model);
   if (cs.padLen < 6) throw new Error(`export: pad_len ${cs.padLen} is too small to trace the class count`);
   const arch = model instanceof CatSegModel ? "catseg" : "dedos";
+  const templates = o.templates ?? [CATSEG_TEMPLATE];
+  const P = cs.config.aggregator.promptChannel;
+  if (P > 1 && templates.length !== P)
+    throw new Error(
+      `export: prompt_channel ${P} needs ${P} templates (templates option), got ${templates.length}`,
+    );
   const k = o.kernel ?? WINDOW_PRESETS[arch].kernel;
   const params = exportParams(model);
   mkdirSync(outDir, { recursive: true });
@@ -168,6 +176,7 @@ export async function exportSegmentationModel(
     };
     const r = o.fp16 ? await withRoundedWeights(params, run) : await run();
     const manifest = manifestFor(model, {
+      templates,
       arch,
       k,
       fp16: !!o.fp16,
