@@ -159,18 +159,27 @@ at::Tensor Conv2d(const at::Tensor& x, const at::Tensor& w, const c10::optional<
   return y.view({batch, cout, ho, wo});
 }
 
-// softmax(scale·Q·Kᵀ)·V for q (B, H, L, d), k (B, H, S, d), v (B, H, S, e), each with a unit-stride last
+// softmax(scale·Q·Kᵀ + mask)·V for q (B, H, L, d), k (B, H, S, d), v (B, H, S, e), each with a unit-stride last
 // dimension (head views of (B, L, H·d) projections qualify as they are). Query blocks are scored, normalised and
 // applied one at a time, so no (B, H, L, S) score tensor is ever made.
 // Returns (B, H, L, e) as a view of a (B, L, H, e) tensor: reshaping it back to (B, L, H·e) is free.
 // An undefined tensor means "not applicable here" (the caller falls back to its own attention).
-at::Tensor Attention(const at::Tensor& qIn, const at::Tensor& kIn, const at::Tensor& vIn, double scale) {
-  if (!Eligible({&qIn, &kIn, &vIn}) || qIn.dim() != 4 || kIn.dim() != 4 || vIn.dim() != 4) return at::Tensor();
+at::Tensor Attention(const at::Tensor& qIn, const at::Tensor& kIn, const at::Tensor& vIn, double scale,
+                     const at::Tensor& maskIn) {
+  if (!Eligible({&qIn, &kIn, &vIn, &maskIn}) || qIn.dim() != 4 || kIn.dim() != 4 || vIn.dim() != 4) return at::Tensor();
   const int64_t batch = qIn.size(0), heads = qIn.size(1), lq = qIn.size(2), d = qIn.size(3);
   const int64_t lk = kIn.size(2), e = vIn.size(3);
   if (kIn.size(0) != batch || kIn.size(1) != heads || kIn.size(3) != d || vIn.size(0) != batch ||
       vIn.size(1) != heads || vIn.size(2) != lk || lq == 0 || lk == 0 || d == 0 || e == 0)
     return at::Tensor();
+  // An additive mask broadcast to (B, H, L, S) (a view: no copy), added to each block of scores.
+  at::Tensor mask;
+  if (maskIn.defined()) {
+    if (maskIn.dim() > 4) return at::Tensor();
+    const std::vector<int64_t> want{batch, heads, lq, lk};
+    if (at::infer_size(maskIn.sizes(), want) != want) return at::Tensor();
+    mask = maskIn.expand(want);
+  }
   // Each (b, h) slice must be a row-major matrix.
   auto usable = [](const at::Tensor& t) { return IsRowMajor(t[0][0]); };
   const at::Tensor q = usable(qIn) ? qIn : qIn.contiguous();
@@ -196,6 +205,7 @@ at::Tensor Attention(const at::Tensor& qIn, const at::Tensor& kIn, const at::Ten
         const int64_t n = std::min(rows, lq - r0);
         at::Tensor s = scores.narrow(0, 0, n);
         Gemm('N', 'T', n, lk, d, alpha, qp + r0 * ldq, ldq, kp, ldk, 0.f, s.data_ptr<float>(), lk);
+        if (mask.defined()) s.add_(mask[bi][hi].narrow(0, r0, n));
         // In place: ATen's last-dimension softmax reads each row's element before writing it.
         at::_softmax_out(s, s, 1, false);
         Gemm('N', 'N', n, e, lk, 1.f, s.data_ptr<float>(), lk, vp, ldv, 0.f, op + r0 * heads * e, heads * e);
@@ -230,10 +240,11 @@ void InitGemm(Napi::Env env, Napi::Object exports) {
                                   dedos::ArgInt(info, 6)));
   });
   DEDOS_OP("attentionInference", {
-    // attentionInference(q, k, v, scale): (B, H, L, d), (B, H, S, d), (B, H, S, e) → (B, H, L, e), no mask;
-    // null when the fast path does not apply.
+    // attentionInference(q, k, v, scale, mask|null): (B, H, L, d), (B, H, S, d), (B, H, S, e) → (B, H, L, e),
+    // an additive mask broadcastable to (B, H, L, S); null when the fast path does not apply.
+    const c10::optional<at::Tensor> mask = info.Length() > 4 ? dedos::ArgOptTensor(info, 4) : c10::nullopt;
     at::Tensor o = Attention(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgTensor(info, 2),
-                             dedos::ArgDouble(info, 3));
+                             dedos::ArgDouble(info, 3), mask.has_value() ? *mask : at::Tensor());
     return o.defined() ? dedos::Ret(env, o) : env.Null();
   });
   DEDOS_OP("setInferenceGemm", {

@@ -59,7 +59,7 @@ export class ResidualAttentionBlock extends Module {
   /** (L, B, D) → (L, B, D); `mask` is additive (L, L). */
   forward(x: Tensor, mask?: Tensor | null): Tensor {
     return tidy(() => {
-      const h = x.add(this.attn.forward(this.ln_1.forward(x), mask));
+      const h = this.attn.forward(this.ln_1.forward(x), mask, x); // x + attn(ln_1(x))
       return this.mlp.forward(this.ln_2.forward(h), h); // h + mlp(ln_2(h))
     });
   }

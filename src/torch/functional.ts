@@ -319,20 +319,16 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions =
 }
 
 /**
- * `attention` without a mask, for inference: q (B, H, L, d), k (B, H, S, d), v (B, H, S, e) with unit-stride
- * last dimensions (head views of (B, L, H·d) projections as they are). When no gradient is needed and all are
- * CPU float32, query blocks (up to 32 MB of scores) are scored, normalised in place and applied one at a time
- * (oneDNN sgemm), so the (B, H, L, S) score tensor never exists; the (B, H, L, e) result is then a view
- * of a (B, L, H, e) tensor, whose reshape to (B, L, H·e) is free. Otherwise exactly `attention(q, k, v, o)`.
+ * `attention` for inference: q (B, H, L, d), k (B, H, S, d), v (B, H, S, e) with unit-stride last dimensions
+ * (head views of (B, L, H·d) projections as they are), an optional additive mask broadcastable to (B, H, L, S).
+ * When no gradient is needed and all are CPU float32, query blocks (up to 32 MB of scores) are scored, masked,
+ * normalised in place and applied one at a time (oneDNN sgemm), so the (B, H, L, S) score tensor never exists;
+ * the (B, H, L, e) result is then a view of a (B, L, H, e) tensor, whose reshape to (B, L, H·e) is free.
+ * Otherwise exactly `attention(q, k, v, o)`.
  */
-export function attentionInference(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  o: Omit<AttentionOptions, "mask"> = {},
-): Tensor {
+export function attentionInference(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
   const scale = o.scale ?? 1 / Math.sqrt(q.size(-1));
-  const h = N.attentionInference(q.handle, k.handle, v.handle, scale);
+  const h = N.attentionInference(q.handle, k.handle, v.handle, scale, o.mask?.handle ?? null);
   return h === null ? attention(q, k, v, { ...o, scale }) : new Tensor(h);
 }
 

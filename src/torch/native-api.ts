@@ -565,8 +565,14 @@ export interface NativeAddon {
   linear(x: NativeTensor, weight: NativeTensor, bias: NativeTensor | null): NativeTensor;
   linearInference(x: NativeTensor, weight: NativeTensor, bias: NativeTensor | null): NativeTensor;
   conv2dInference(...a: ConvArgs): NativeTensor;
-  /** Unmasked attention on the fast path, or null when it does not apply. */
-  attentionInference(q: NativeTensor, k: NativeTensor, v: NativeTensor, scale: number): NativeTensor | null;
+  /** Attention (additive mask optional) on the fast path, or null when it does not apply. */
+  attentionInference(
+    q: NativeTensor,
+    k: NativeTensor,
+    v: NativeTensor,
+    scale: number,
+    mask?: NativeTensor | null,
+  ): NativeTensor | null;
   setInferenceGemm(enabled: boolean): void;
   inferenceGemmAvailable(): boolean;
   /** Whether ATen's float32 CPU mm/addmm/bmm/baddbmm kernels run on oneDNN's sgemm (aten-gemm.cpp). */

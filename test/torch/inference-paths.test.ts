@@ -228,4 +228,33 @@ describe("inference paths (oneDNN sgemm) match ATen", () => {
     o.sum().backward();
     assert.ok(q.grad);
   });
+
+  it("attentionInference with an additive mask: causal (L, L) and per head (B·H, L, L), as F.attention", () =>
+    noGrad(() =>
+      tidy(() => {
+        const [B, H, L, d] = [2, 3, 40, 16];
+        const q = rand([B, H, L, d]);
+        const k = rand([B, H, L, d]);
+        const v = rand([B, H, L, d]);
+        const causal = tidy(() => {
+          const m = rand([L, L]).mul(0);
+          for (let i = 0; i < L; i++)
+            m.narrow(0, i, 1)
+              .narrow(1, i + 1, L - i - 1)
+              .fill_(-1e9);
+          return m;
+        });
+        const perHead = rand([B * H, L, L]).reshape(B, H, L, L);
+        for (const mask of [causal, perHead]) {
+          const h = native.attentionInference(q.handle, k.handle, v.handle, d ** -0.5, mask.handle);
+          assert.notEqual(h, null, "the fast kernel took the mask");
+          if (h !== null) native.free(h);
+          const fast = F.attentionInference(q, k, v, { mask });
+          const ref = aten(() => F.attention(q, k, v, { mask }));
+          assert.ok(relErr(fast, ref) <= 1e-5, `${relErr(fast, ref)}`);
+        }
+        // A mask that does not broadcast to (B, H, L, S) is F.attention's to reject.
+        assert.throws(() => F.attentionInference(q, k, v, { mask: rand([L + 1, L]) }));
+      }),
+    ));
 });

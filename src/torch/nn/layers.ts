@@ -232,8 +232,11 @@ export class MultiheadAttention extends Module {
     this.outProj = this.child("out_proj", new Linear(embedDim, embedDim, true, o));
     noGrad(() => this.outProj.bias?.zero_());
   }
-  /** Self-attention over x (L, B, E) with an additive mask (L, L) or (B·heads, L, L). */
-  forward(x: Tensor, mask?: Tensor | null): Tensor {
+  /**
+   * Self-attention over x (L, B, E) with an additive mask (L, L) or (B·heads, L, L); `residual` (L, B, E) is
+   * added to the output (fused into out_proj at inference).
+   */
+  forward(x: Tensor, mask?: Tensor | null, residual?: Tensor | null): Tensor {
     return tidy(() => {
       const [L, B, E] = x.shape as [number, number, number];
       const H = this.numHeads;
@@ -244,8 +247,9 @@ export class MultiheadAttention extends Module {
         Tensor,
         Tensor,
       ]; // (B·H, L, d)
-      const o = F.attention(q, k, v, { mask }); // (B·H, L, d)
-      return this.outProj.forward(o.transpose(0, 1).reshape(L, B, E));
+      // (1, B·H, L, d): at inference the fast kernel, whose result is a view of (1, L, B·H, d).
+      const o = F.attentionInference(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), { mask }).squeeze(0);
+      return this.outProj.forward(o.transpose(0, 1).reshape(L, B, E), { residual });
     });
   }
 }
