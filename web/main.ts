@@ -14,6 +14,8 @@ interface PageResult {
   classes: string[];
   labels: number[];
   ms: number;
+  /** Milliseconds from the start to the end of each stage ("text", "view", "postprocess"). */
+  stages: Record<string, number>;
   providers: string[];
 }
 
@@ -69,9 +71,12 @@ async function run(): Promise<void> {
   }
   const image = await decodeImage(file);
   const t0 = performance.now();
+  const stages: Record<string, number> = {};
   const r = await opened.model.segment(image, classes, undefined, {
-    progress: (stage, done, total) =>
-      say(`Segmenting ${image.width}×${image.height}: ${stage} ${done}/${total}`),
+    progress: (stage, done, total) => {
+      stages[stage] = performance.now() - t0;
+      say(`Segmenting ${image.width}×${image.height}: ${stage} ${done}/${total}`);
+    },
   });
   const ms = performance.now() - t0;
   const labels = r.labels!;
@@ -85,6 +90,7 @@ async function run(): Promise<void> {
     classes,
     labels: Array.from(labels),
     ms,
+    stages,
     providers: opened.providers,
   };
 }

@@ -1,0 +1,91 @@
+// Driving the browser page (web/) from tests: build it, launch a fresh headless Chromium, segment in the page
+// like a user (model URL, image file, class names, the button) and read the page's result.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import puppeteer, { type Browser } from "puppeteer-core";
+import { PACKAGE_ROOT } from "../../src/util/assets.js";
+import { tempDir } from "../temp-dir.js";
+
+export const CHROMIUM = process.env.DEDOS_CHROMIUM ?? "/usr/bin/chromium";
+
+/** What the page leaves on its window (web/main.ts). */
+interface PageWindow {
+  dedosResult?: PageResult;
+  dedosError?: string;
+}
+
+export interface PageResult {
+  width: number;
+  height: number;
+  labels: number[];
+  ms: number;
+  stages: Record<string, number>;
+  providers: string[];
+}
+
+/** Segments in the page: model URL, image, classes, click; waits for the page's result (or its error). */
+export async function segmentInPage(
+  browser: Browser,
+  pageUrl: string,
+  modelUrl: string,
+  image: string,
+  classes: string,
+  runs = 1,
+) {
+  const page = await browser.newPage();
+  // 404s are the page probing for optional `*.onnx.data` files and a favicon.
+  page.on(
+    "console",
+    (m) => m.type() === "error" && !/404/.test(m.text()) && console.error(`page: ${m.text()}`),
+  );
+  await page.goto(pageUrl, { waitUntil: "load" });
+  await page.$eval("#model-url", (el, v) => ((el as unknown as { value: string }).value = v), modelUrl);
+  await page.$eval("#classes", (el, v) => ((el as unknown as { value: string }).value = v), classes);
+  const input = await page.$("#image");
+  await (input as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(image);
+  const results: PageResult[] = [];
+  for (let i = 0; i < runs; i++) {
+    await page.click("#run");
+    await page.waitForFunction(
+      () =>
+        (globalThis as unknown as PageWindow).dedosResult || (globalThis as unknown as PageWindow).dedosError,
+      {
+        timeout: 100_000,
+        polling: 100,
+      },
+    );
+    const error = await page.evaluate(() => (globalThis as unknown as PageWindow).dedosError);
+    assert.equal(error, undefined, `the page failed: ${error}`);
+    results.push(
+      (await page.evaluate(() => (globalThis as unknown as PageWindow).dedosResult)) as PageResult,
+    );
+  }
+  await page.close();
+  return results;
+}
+
+/** A fresh headless Chromium (no GPU, no network services, its own profile). */
+export function launchChromium(): Promise<Browser> {
+  return puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      `--user-data-dir=${tempDir("dedos-chromium-")}`,
+    ],
+  });
+}
+
+/** Builds web/dist (the page bundle, wasm files, vocabulary) as `npm run build:web` does. */
+export function buildWeb(): void {
+  const r = spawnSync(process.execPath, [join(PACKAGE_ROOT, "web/build.mjs")], { encoding: "utf8" });
+  assert.equal(r.status, 0, `build:web failed\n${r.stdout}\n${r.stderr}`);
+}
