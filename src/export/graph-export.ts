@@ -2,7 +2,7 @@
 // convert, write the file, then run it in onnxruntime-node on the traced inputs and on fresh ones (other
 // sizes) and compare with libtorch. Above the tolerance the export fails (the caller removes the file).
 import { performance } from "node:perf_hooks";
-import { dispose, noGrad, type Tensor } from "../torch/tensor.js";
+import { dispose, emptyCache, noGrad, type Tensor } from "../torch/tensor.js";
 import type { WeightType } from "./builder.js";
 import { convertGraph, isSupportedOp } from "./convert.js";
 import { writeOnnx } from "./onnx-file.js";
@@ -89,6 +89,9 @@ export async function exportGraph(o: GraphExportOptions): Promise<GraphExportRes
   });
   const t3 = performance.now();
   const checks: GraphExportResult["checks"] = [];
+  // libtorch keeps freed blocks for reuse (up to half the memory) and onnxruntime grows its own arena: give
+  // libtorch's back before each onnxruntime run so the two never hold their peaks at once.
+  emptyCache();
   const checker = await OnnxChecker.open(o.path, o.threads);
   try {
     const traced = [a.results[o.output]!, b.results[o.output]!];
@@ -98,6 +101,7 @@ export async function exportGraph(o: GraphExportOptions): Promise<GraphExportRes
     }
     for (const c of o.checks) {
       const want = noGrad(() => o.forward(c.inputs));
+      emptyCache();
       try {
         const r = await checker.compare(c.inputs, o.output, want);
         checks.push({ size: c.size, traced: false, ...r, ...(await vsReference(checker, o, c)) });

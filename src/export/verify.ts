@@ -15,7 +15,7 @@ interface Ort {
   InferenceSession: {
     create(
       path: string,
-      o?: { intraOpNumThreads?: number; graphOptimizationLevel?: string },
+      o?: { intraOpNumThreads?: number; graphOptimizationLevel?: string; enableCpuMemArena?: boolean },
     ): Promise<OrtSession>;
   };
   Tensor: new (type: string, data: ArrayLike<number | bigint>, dims: readonly number[]) => OrtTensor;
@@ -52,6 +52,8 @@ export class OnnxChecker {
     const ort = await loadOrt();
     const session = await ort.InferenceSession.create(path, {
       graphOptimizationLevel: "all",
+      // No arena: a check runs a few times only, and an arena would keep its peak for the whole export.
+      enableCpuMemArena: false,
       ...(threads ? { intraOpNumThreads: threads } : {}),
     });
     return new OnnxChecker(ort, session);
