@@ -17,6 +17,9 @@ export const NOISY_SHARE = 0.1;
 
 export const PYTHON = "/usr/bin/python3";
 
+/** Longest wait for one reply (a full-size setup on a loaded 2-core machine takes minutes). */
+const REQUEST_TIMEOUT_MS = 30 * 60 * 1000;
+
 /** How OpenBLAS picks its kernels in a PyTorch process: pinned by OPENBLAS_CORETYPE, or auto-detected. */
 export type BlasChoice = "pinned" | "auto";
 
@@ -127,7 +130,12 @@ export class EngineProcess {
   request(req: Reply): Promise<Reply> {
     if (this.exited) return Promise.resolve({ error: `${this.spec.id} is not running` });
     return new Promise((resolve) => {
-      this.waiting.push(resolve);
+      // A hung engine is ended (its pending reply becomes an error) rather than stalling the whole run.
+      const timer = setTimeout(() => this.kill(), REQUEST_TIMEOUT_MS);
+      this.waiting.push((r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
       this.child.stdin!.write(`${JSON.stringify(req)}\n`);
     });
   }
