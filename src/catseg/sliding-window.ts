@@ -14,7 +14,7 @@
 // (the scores, when asked for, are T × H × W by definition).
 
 import { resizeBilinear } from "../data/resize.js";
-import { resizePlane, resizeRow, TapCache } from "../data/resize-float.js";
+import { horizontalPass, resizePlane, TapCache, verticalRow } from "../data/resize-float.js";
 import type { RgbImage } from "../data/rgb.js";
 import { resolveWindow, testTimeSize, type WindowPreset, type WindowSpec, windowGrid } from "./window.js";
 
@@ -233,11 +233,11 @@ function finalMaps(
   const tx = g.taps.get(g.R, W);
   const row = new Float32Array(W);
   for (let t = 0; t < T; t++) {
-    const square = classSquare(maps, t, g);
+    const rows = horizontalPass(classSquare(maps, t, g), 0, g.R, g.R, tx); // (R, W)
     for (let y = 0; y < H; y++) {
       const out = scores ?? row;
       const at = scores ? (t * H + y) * W : 0;
-      resizeRow(square, 0, g.R, ty, tx, y, out, at);
+      verticalRow(rows, W, ty, y, out, at);
       if (!best || !labels) continue;
       const p = y * W;
       for (let x = 0; x < W; x++) {

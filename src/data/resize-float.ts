@@ -2,7 +2,8 @@
 // intermediate rounded with Math.fround, in the order libtorch's CPU kernel computes it), so that the
 // engine-free sliding window (catseg/sliding-window.ts) matches the libtorch one to the last bits:
 //   src = max(0, scale·(dst + 0.5) − 0.5) with scale = in/out as float; i0 = ⌊src⌋, i1 = i0 + (i0 < in − 1),
-//   λ1 = src − i0, λ0 = 1 − λ1; out = (row(i0)·λ0y) + (row(i1)·λ1y), row(i) = a·λ0x + b·λ1x.
+//   λ1 = src − i0, λ0 = 1 − λ1; out = (row(i0)·λ0y) + (row(i1)·λ1y), row(i) = a·λ0x + b·λ1x (each
+//   row(i) computed once per source row: the same floats as torch's per-output-row loop, less work).
 
 const f = Math.fround;
 
@@ -50,31 +51,43 @@ export class TapCache {
   }
 }
 
-/** One row `y` of the bilinear resize of a plane (h, w) → (H, W), written to `out` at `outOffset`. */
-export function resizeRow(
+/**
+ * The horizontal pass for every source row: (h, w) plane at `srcOffset` → (h, W), each value
+ * a·λ0x + b·λ1x. torch computes it per output row, but a source row's horizontal values do not depend on the
+ * output row, so computing each once gives the same floats with a fraction of the work when upscaling.
+ */
+export function horizontalPass(
   src: Float32Array,
   srcOffset: number,
+  h: number,
   w: number,
-  ty: LinearTaps,
   tx: LinearTaps,
+): Float32Array {
+  const W = tx.i0.length;
+  const rows = new Float32Array(h * W);
+  for (let r = 0; r < h; r++) {
+    const row = srcOffset + r * w;
+    const o = r * W;
+    for (let x = 0; x < W; x++)
+      rows[o + x] = f(src[row + tx.i0[x]!]! * tx.w0[x]!) + f(src[row + tx.i1[x]!]! * tx.w1[x]!);
+  }
+  return rows;
+}
+
+/** Output row `y` from the horizontal pass `rows` (h, W): row(i0)·λ0y + row(i1)·λ1y, into `out` at `outOffset`. */
+export function verticalRow(
+  rows: Float32Array,
+  W: number,
+  ty: LinearTaps,
   y: number,
   out: Float32Array,
   outOffset: number,
 ): void {
-  const r0 = srcOffset + ty.i0[y]! * w;
-  const r1 = srcOffset + ty.i1[y]! * w;
+  const a = ty.i0[y]! * W;
+  const b = ty.i1[y]! * W;
   const wy0 = ty.w0[y]!;
   const wy1 = ty.w1[y]!;
-  const W = tx.i0.length;
-  for (let x = 0; x < W; x++) {
-    const x0 = tx.i0[x]!;
-    const x1 = tx.i1[x]!;
-    const wx0 = tx.w0[x]!;
-    const wx1 = tx.w1[x]!;
-    const t0 = f(f(src[r0 + x0]! * wx0) + f(src[r0 + x1]! * wx1));
-    const t1 = f(f(src[r1 + x0]! * wx0) + f(src[r1 + x1]! * wx1));
-    out[outOffset + x] = f(t0 * wy0) + f(t1 * wy1);
-  }
+  for (let x = 0; x < W; x++) out[outOffset + x] = f(rows[a + x]! * wy0) + f(rows[b + x]! * wy1);
 }
 
 /**
@@ -92,7 +105,7 @@ export function resizePlane(
   out: Float32Array = new Float32Array(H * W),
 ): Float32Array {
   const ty = taps.get(h, H);
-  const tx = taps.get(w, W);
-  for (let y = 0; y < H; y++) resizeRow(src, srcOffset, w, ty, tx, y, out, y * W);
+  const rows = horizontalPass(src, srcOffset, h, w, taps.get(w, W));
+  for (let y = 0; y < H; y++) verticalRow(rows, W, ty, y, out, y * W);
   return out;
 }

@@ -1,7 +1,8 @@
 // The browser page (web/) in a real headless Chromium: built with `npm run build:web`, served with an export
 // folder from a local HTTP server, driven like a user. Its label map must equal the Node onnx backend's for
 // the same export, image and classes: the toy export (real graphs, tiny) and a real `dedos export` of a tiny
-// random CAT-Seg (CLIP + cost aggregation, and the top-k graph for more classes than pad_len). The page's
+// random CAT-Seg (CLIP + cost aggregation, and the top-k graph for more classes than pad_len; opt-in with
+// DEDOS_SLOW_TESTS=1; test/runtime/export-e2e.test.ts checks that export in Node every run). The page's
 // time per image (WebAssembly: the test browser has no GPU) is printed.
 import assert from "node:assert/strict";
 import { existsSync, renameSync } from "node:fs";
@@ -69,7 +70,11 @@ describe("web page in headless Chromium", {
     await compare("toy", "cat; wall; floor, ground; blanket");
   });
 
-  it("dedos export of a tiny CAT-Seg: labels equal the Node onnx backend's (4 classes, and 12 > pad_len)", async () => {
+  // About a minute more (the export and four page runs): opt-in, like the other slow checks.
+  const slow = process.env.DEDOS_SLOW_TESTS === "1";
+  it("dedos export of a tiny CAT-Seg: labels equal the Node onnx backend's (4 classes, and 12 > pad_len)", {
+    skip: !slow && "set DEDOS_SLOW_TESTS=1",
+  }, async () => {
     const exp = exportTinyCatSeg(3);
     renameSync(exp.dir, join(models, "catseg"));
     await compare("catseg", "cat; wall; floor, ground; blanket");
