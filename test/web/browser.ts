@@ -22,6 +22,8 @@ export interface PageResult {
   ms: number;
   stages: Record<string, number>;
   providers: string[];
+  /** Read from the page's canvas by `segmentInPage`. */
+  canvas?: { width: number; height: number; rgb: number[] };
 }
 
 /** Segments in the page: model URL, image, classes, click; waits for the page's result (or its error). */
@@ -57,9 +59,28 @@ export async function segmentInPage(
     );
     const error = await page.evaluate(() => (globalThis as unknown as PageWindow).dedosError);
     assert.equal(error, undefined, `the page failed: ${error}`);
-    results.push(
-      (await page.evaluate(() => (globalThis as unknown as PageWindow).dedosResult)) as PageResult,
+    const result = (await page.evaluate(
+      () => (globalThis as unknown as PageWindow).dedosResult,
+    )) as PageResult;
+    // What the canvas shows: its size, and the overlay's RGB at every 97th pixel of the image part.
+    result.canvas = await page.evaluate(
+      (w: number, h: number) => {
+        const c = (
+          globalThis as unknown as { document: { getElementById(id: string): unknown } }
+        ).document.getElementById("out") as {
+          width: number;
+          height: number;
+          getContext(k: string): { getImageData(...a: number[]): { data: Uint8ClampedArray } };
+        };
+        const px = c.getContext("2d").getImageData(0, 0, w, h).data;
+        const rgb: number[] = [];
+        for (let i = 0; i < w * h; i += 97) rgb.push(px[4 * i]!, px[4 * i + 1]!, px[4 * i + 2]!);
+        return { width: c.width, height: c.height, rgb };
+      },
+      result.width,
+      result.height,
     );
+    results.push(result);
   }
   await page.close();
   return results;

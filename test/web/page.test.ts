@@ -10,7 +10,9 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Browser } from "puppeteer-core";
 import { Segmenter } from "../../src/api/segmenter.js";
+import { readImageRGB } from "../../src/data/image-decode.js";
 import { PACKAGE_ROOT } from "../../src/util/assets.js";
+import { blendOverlay } from "../../src/viz/legend.js";
 import { exportTinyCatSeg } from "../runtime/exported-model.js";
 import { writeToyExport } from "../runtime/toy-export.js";
 import { tempDir } from "../temp-dir.js";
@@ -48,6 +50,12 @@ describe("web page in headless Chromium", {
     const seg = await Segmenter.create({ backend: "onnx", model: join(models, name) });
     const node = await seg.segment(IMAGE, classes);
     await seg.dispose();
+    // The overlay is the library's blend with the shared palette, and a legend sits to its right.
+    const blended = blendOverlay(await readImageRGB(IMAGE), Uint16Array.from(first!.labels));
+    const sampled: number[] = [];
+    for (let i = 0; i < node.labels.length; i += 97) sampled.push(...blended.subarray(3 * i, 3 * i + 3));
+    assert.deepEqual(first!.canvas!.rgb, sampled);
+    assert.ok(first!.canvas!.width >= first!.width + 260, "the legend is drawn beside the image");
     for (const r of [first!, warm!]) {
       assert.equal(r.width, node.width);
       assert.equal(r.height, node.height);
