@@ -76,18 +76,20 @@ struct Plan {
 };
 using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, int, bool>;
 
-// A weight reordered into a plan's layout, tied to the plain weight it came from.
+// A weight reordered into a plan's layout. Keyed by where the weight's numbers are (data pointer, shape, row
+// stride), not by its TensorImpl, so views made per call (the halves of a GEGLU projection) find their packed copy;
+// tied to the storage's lifetime and the weight's version counter (shared by every view of it).
 struct Packed {
-  c10::weak_intrusive_ptr<c10::TensorImpl> owner;
-  const void* data;
+  c10::weak_intrusive_ptr<c10::StorageImpl> owner;
   uint32_t version;
   memory::desc desc;
   at::Tensor bytes;  // the packed weight (uint8)
 };
+using PackedKey = std::tuple<const void*, int64_t, int64_t, int64_t>;  // data, n, k, row stride
 
 std::mutex gMu;
 std::map<PlanKey, Plan> gPlans;
-std::unordered_map<const c10::TensorImpl*, Packed> gPacked;
+std::map<PackedKey, Packed> gPacked;
 
 dnnl::algorithm Algorithm(Act act, float* alpha) {
   *alpha = 0.f;
@@ -126,10 +128,10 @@ Plan& GetPlan(int64_t m, int64_t n, int64_t k, bool bias, Act act, bool residual
 // w (n, k) row-major in the plan's layout: reordered on first use, again when the weight changed (in-place
 // update, new storage) or the layout differs; entries of dead weights are dropped on the way.
 const at::Tensor& GetPacked(const at::Tensor& w, const memory::desc& want) {
-  const c10::TensorImpl* impl = w.unsafeGetTensorImpl();
-  auto it = gPacked.find(impl);
-  if (it != gPacked.end() && !it->second.owner.expired() && it->second.data == w.data_ptr() &&
-      it->second.version == w._version() && it->second.desc == want)
+  const PackedKey key{w.data_ptr(), w.size(0), w.size(1), w.stride(0)};
+  auto it = gPacked.find(key);
+  if (it != gPacked.end() && !it->second.owner.expired() && it->second.version == w._version() &&
+      it->second.desc == want)
     return it->second.bytes;
   for (auto e = gPacked.begin(); e != gPacked.end();) e = e->second.owner.expired() ? gPacked.erase(e) : std::next(e);
   const int64_t n = w.size(0), k = w.size(1);
@@ -141,8 +143,8 @@ const at::Tensor& GetPacked(const at::Tensor& w, const memory::desc& want) {
   dnnl::stream s(Engine());
   dnnl::reorder(plain, packed).execute(s, plain, packed);
   s.wait();
-  Packed entry{c10::weak_intrusive_ptr<c10::TensorImpl>(w.getIntrusivePtr()), w.data_ptr(), w._version(), want, bytes};
-  return gPacked.insert_or_assign(impl, std::move(entry)).first->second.bytes;
+  Packed entry{c10::weak_intrusive_ptr<c10::StorageImpl>(w.storage().getWeakStorageImpl()), w._version(), want, bytes};
+  return gPacked.insert_or_assign(key, std::move(entry)).first->second.bytes;
 }
 
 // The fused path, or an undefined tensor when it does not apply.

@@ -131,7 +131,7 @@ export class GEGLU extends Module {
       // proj's two halves as two products: h and the gate come out contiguous (the same numbers as chunking
       // one (…, 2·dimOut) output, whose strided halves make GELU and the product several times slower).
       const n = this.proj.outFeatures / 2;
-      return this.proj.forwardRows(x, 0, n).mul(F.gelu(this.proj.forwardRows(x, n, n)));
+      return this.proj.forwardRows(x, 0, n).mul(this.proj.forwardRows(x, n, n, "gelu"));
     });
   }
 }
@@ -147,8 +147,9 @@ export class FeedForward extends Module {
     this.out = new Linear(inner, dim, true, o);
     this.child("net", new FeedForwardNet(this.geglu, this.out));
   }
-  forward(x: Tensor): Tensor {
-    return tidy(() => this.out.forward(this.geglu.forward(x)));
+  /** (…, dim) → (…, dim); `residual` is added to the output (fused into `net.2` at inference). */
+  forward(x: Tensor, residual?: Tensor): Tensor {
+    return tidy(() => this.out.forward(this.geglu.forward(x), { residual }));
   }
 }
 
@@ -225,7 +226,7 @@ export class BasicTransformerBlock extends PathModule {
         this.attn1.forward(this.norm1.forward(x), this.config.onlyCrossAttention ? text : null, ctx),
       );
       h = h.add(this.attn2.forward(this.norm2.forward(h), text, ctx));
-      return h.add(this.ff.forward(this.norm3.forward(h)));
+      return this.ff.forward(this.norm3.forward(h), h); // h + ff(norm3(h))
     });
   }
 }

@@ -8,22 +8,22 @@ import * as nn from "../torch/nn/layers.js";
 import { type Tensor, tidy } from "../torch/tensor.js";
 
 export class Linear extends nn.Linear {
-  override forward(x: Tensor): Tensor {
+  override forward(x: Tensor, o: { act?: F.LinearActivation; residual?: Tensor | null } = {}): Tensor {
+    if (o.act || o.residual) return F.linearAct(x, this.weight, this.bias, o.act ?? "none", o.residual);
     return F.linearInference(x, this.weight, this.bias);
   }
 
   /**
    * Output features [start, start + length) only, as their own contiguous tensor (a slice of forward(x) would
-   * be strided, and elementwise kernels run several times slower on it).
+   * be strided, and elementwise kernels run several times slower on it), optionally through an activation
+   * (fused into the product at inference).
    */
-  forwardRows(x: Tensor, start: number, length: number): Tensor {
+  forwardRows(x: Tensor, start: number, length: number, act?: F.LinearActivation): Tensor {
     return tidy(() => {
       const b = this.bias;
-      return F.linearInference(
-        x,
-        this.weight.narrow(0, start, length),
-        b ? b.narrow(0, start, length) : null,
-      );
+      const w = this.weight.narrow(0, start, length);
+      const bias = b ? b.narrow(0, start, length) : null;
+      return act ? F.linearAct(x, w, bias, act) : F.linearInference(x, w, bias);
     });
   }
 }

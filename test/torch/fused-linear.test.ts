@@ -95,6 +95,25 @@ describe("fused linear (prepacked oneDNN matmul with epilogue)", () => {
       x.dispose();
     }));
 
+  it("views of one weight made per call (GEGLU halves) reuse their packed copy", () =>
+    noGrad(() =>
+      tidy(() => {
+        native.releasePacked(true);
+        const w = rand([64, 32]);
+        const x = rand([10, 32]);
+        const sizes: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const half = w.narrow(0, 32, 32); // a new view object each time
+          const y = F.linearAct(x, half, null, "gelu");
+          assert.ok(maxAbs(y, reference(x, half, null, "gelu")) <= 1e-5);
+          sizes.push(native.packedBytes());
+        }
+        // (oneDNN pads small dimensions to its blocks: 32×32 packs into 8 KiB.)
+        assert.ok(sizes[0]! >= 32 * 32 * 4);
+        assert.deepEqual(sizes, [sizes[0], sizes[0], sizes[0]], "packed once, not once per view");
+      }),
+    ));
+
   it("with a gradient needed it is the unfused ops exactly (training is unchanged)", () =>
     tidy(() => {
       const x = rand([9, 16]).requiresGrad_();
