@@ -29,8 +29,7 @@ export function exportTinyCatSeg(seed = 3): TinyExport {
   model.dispose();
   writeFileSync(configFile, JSON.stringify(TINY_CATSEG));
   const dir = join(work, "export");
-  // DEDOS_TEST_EXPORT_CLI: another build's `dedos` (e.g. to check that one version's exports run here).
-  const cli = process.env.DEDOS_TEST_EXPORT_CLI ?? join(PACKAGE_ROOT, "dist/src/cli/main.js");
+  const cli = join(PACKAGE_ROOT, "dist/src/cli/main.js");
   const r = spawnSync(
     process.execPath,
     [cli, "export", "--weights", weights, "--config", configFile, "--arch", "catseg", "--out", dir],
