@@ -13,7 +13,7 @@ import { Segmenter } from "../../src/api/segmenter.js";
 import { readImageRGB } from "../../src/data/image-decode.js";
 import { PACKAGE_ROOT } from "../../src/util/assets.js";
 import { blendOverlay } from "../../src/viz/legend.js";
-import { exportTinyCatSeg } from "../runtime/exported-model.js";
+import { exportTiny } from "../runtime/exported-model.js";
 import { writeToyExport } from "../runtime/toy-export.js";
 import { tempDir } from "../temp-dir.js";
 import { buildWeb, CHROMIUM, launchChromium, segmentInPage } from "./browser.js";
@@ -83,7 +83,7 @@ describe("web page in headless Chromium", {
   it("dedos export of a tiny CAT-Seg: labels equal the Node onnx backend's (4 classes, and 12 > pad_len)", {
     skip: !slow && "set DEDOS_SLOW_TESTS=1",
   }, async () => {
-    const exp = exportTinyCatSeg(3);
+    const exp = exportTiny("catseg", 3);
     renameSync(exp.dir, join(models, "catseg"));
     await compare("catseg", "cat; wall; floor, ground; blanket");
     await compare("catseg", "cat; wall; floor; blanket; person; sky; tree; road; car; dog; grass; water");
