@@ -34,6 +34,7 @@ export async function segmentInPage(
   image: string,
   classes: string,
   runs = 1,
+  timeoutMs = 100_000,
 ) {
   const page = await browser.newPage();
   // 404s are the page probing for optional `*.onnx.data` files and a favicon.
@@ -53,7 +54,7 @@ export async function segmentInPage(
       () =>
         (globalThis as unknown as PageWindow).dedosResult || (globalThis as unknown as PageWindow).dedosError,
       {
-        timeout: 100_000,
+        timeout: timeoutMs,
         polling: 100,
       },
     );
