@@ -10,17 +10,15 @@ const pair = (v: number | number[]): number[] => (typeof v === "number" ? [v, v]
 function conv(c: ConvertContext): void {
   const [stride, padding, dilation] = [3, 4, 5].map((i) => pair(c.v<number | number[]>(i)));
   const inputs = [c.x(0), c.x(1), ...(c.xo(2) ? [c.xo(2)] : [])];
-  c.node(
-    "Conv",
-    inputs,
-    {
-      strides: { ints: stride! },
-      pads: { ints: [...padding!, ...padding!] },
-      dilations: { ints: dilation! },
-      group: { i: c.v<number>(6) },
-    },
-    [c.out()],
-  );
+  const attrs = {
+    strides: { ints: stride! },
+    pads: { ints: [...padding!, ...padding!] },
+    dilations: { ints: dilation! },
+    group: { i: c.v<number>(6) },
+  };
+  const y = c.node("Conv", inputs, attrs);
+  // conv2dInference's optional residual (argument 7), added to the result
+  c.alias(c.op.args.length > 7 && c.xo(7) ? c.node("Add", [y, c.xo(7)]) : y);
 }
 
 /** x·Wᵀ + b (inputs 0, 1, 2). */
@@ -66,7 +64,7 @@ function ones(c: ConvertContext, n: number, value: number): string {
   return c.b.constant("float32", [n], new Uint8Array(new Float32Array(n).fill(value).buffer), "ones");
 }
 
-function groupNorm(c: ConvertContext): void {
+function groupNorm(c: ConvertContext): string {
   const G = c.v<number>(1);
   const eps = c.v<number>(4);
   const x = c.value(0);
@@ -80,7 +78,7 @@ function groupNorm(c: ConvertContext): void {
   let y = c.node("Reshape", [normed, c.b.ints(x.dims)]);
   if (c.xo(2)) y = c.node("Mul", [y, channelVector(c, c.xo(2), C, r)]);
   if (c.xo(3)) y = c.node("Add", [y, channelVector(c, c.xo(3), C, r)]);
-  c.alias(y);
+  return y;
 }
 
 function layerNorm(c: ConvertContext): void {
@@ -170,7 +168,8 @@ export const NN_OPS: Record<string, Converter> = {
     c.alias(c.xo(4) ? c.node("Add", [y, c.xo(4)]) : y);
   },
   layerNorm,
-  groupNorm,
+  groupNorm: (c) => c.alias(groupNorm(c)),
+  groupNormAct: (c) => c.alias(activate(c, groupNorm(c), c.v<string>(5))),
   batchNorm: (c) => {
     if (c.v<boolean>(5)) throw new Error(`export: op "batchNorm" in training mode is not supported`);
     const C = c.shape(0)[1]!;
