@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { exportGraph } from "../../src/export/graph-export.js";
 import * as F from "../../src/torch/functional.js";
-import { full, Generator, randn, type Tensor, tidy } from "../../src/torch/index.js";
+import { full, Generator, randn, Tensor, tidy } from "../../src/torch/index.js";
+import { native } from "../../src/torch/native.js";
 import { tempDir } from "../temp-dir.js";
 
 const dir = tempDir("dedos-ops-");
@@ -59,6 +60,31 @@ describe("export converters of fused and layer ops", () => {
           scale: 0.5,
         }),
     ));
+  // Engines with the fused GroupNorm + activation (native groupNormAct) and conv residual.
+  const slots = native as unknown as Record<string, ((...a: unknown[]) => number) | undefined>;
+  it("groupNormAct (silu, gelu) and conv2dInference with a residual, when the engine has them", async (t) => {
+    randn([1]).dispose(); // loads the engine
+    if (typeof slots.groupNormAct !== "function") return t.skip("this engine has no groupNormAct");
+    for (const act of ["silu", "gelu"]) {
+      await check(
+        `gn-${act}`,
+        (n) => [n, 8, 5, 5],
+        (x) => new Tensor(slots.groupNormAct!(x.handle, 4, b.handle, b.handle, 1e-5, act)),
+        [["b", b]],
+      );
+    }
+    const k = randn([8, 8, 3, 3], { generator: g });
+    await check(
+      "conv-residual",
+      (n) => [n, 8, 5, 5],
+      (x) =>
+        new Tensor(slots.conv2dInference!(x.handle, k.handle, b.handle, [1, 1], [1, 1], [1, 1], 1, x.handle)),
+      [
+        ["k", k],
+        ["b", b],
+      ],
+    );
+  });
   it("groupNorm, bicubic and nearest resizing", () =>
     check(
       "layers",
