@@ -26,11 +26,14 @@ export interface PageResult {
   canvas?: { width: number; height: number; rgb: number[] };
 }
 
-/** Segments in the page: model URL, image, classes, click; waits for the page's result (or its error). */
+/**
+ * Segments in the page: the model (a URL typed in, or files picked with the file input), image, classes,
+ * click; waits for the page's result (or its error).
+ */
 export async function segmentInPage(
   browser: Browser,
   pageUrl: string,
-  modelUrl: string,
+  model: string | { files: string[] },
   image: string,
   classes: string,
   runs = 1,
@@ -43,10 +46,12 @@ export async function segmentInPage(
     (m) => m.type() === "error" && !/404/.test(m.text()) && console.error(`page: ${m.text()}`),
   );
   await page.goto(pageUrl, { waitUntil: "load" });
-  await page.$eval("#model-url", (el, v) => ((el as unknown as { value: string }).value = v), modelUrl);
+  type FileInput = { uploadFile(...paths: string[]): Promise<void> };
+  if (typeof model === "string")
+    await page.$eval("#model-url", (el, v) => ((el as unknown as { value: string }).value = v), model);
+  else await ((await page.$("#model-files")) as unknown as FileInput).uploadFile(...model.files);
   await page.$eval("#classes", (el, v) => ((el as unknown as { value: string }).value = v), classes);
-  const input = await page.$("#image");
-  await (input as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(image);
+  await ((await page.$("#image")) as unknown as FileInput).uploadFile(image);
   const results: PageResult[] = [];
   for (let i = 0; i < runs; i++) {
     await page.click("#run");

@@ -1,8 +1,8 @@
 // The browser page (web/) in a real headless Chromium: built with `npm run build:web`, served with an export
 // folder from a local HTTP server, driven like a user. Its label map must equal the Node onnx backend's for
 // the same export, image and classes: the toy export (real graphs, tiny) and a real `dedos export` of a tiny
-// random CAT-Seg (CLIP + cost aggregation, and the top-k graph for more classes than pad_len; opt-in with
-// DEDOS_SLOW_TESTS=1; test/runtime/export-e2e.test.ts checks that export in Node every run). The page's
+// random CAT-Seg (CLIP + cost aggregation; the top-k graph for more classes than pad_len with
+// DEDOS_SLOW_TESTS=1, test/runtime/export-e2e.test.ts checks it in Node every run). The page's
 // time per image (WebAssembly: the test browser has no GPU) is printed.
 import assert from "node:assert/strict";
 import { existsSync, renameSync } from "node:fs";
@@ -73,19 +73,34 @@ describe("web page in headless Chromium", {
     );
   }
 
-  it("toy export: labels equal the Node onnx backend's", async () => {
+  it("toy export: labels equal the Node onnx backend's (model by URL)", async () => {
     writeToyExport(join(models, "toy"));
     await compare("toy", "cat; wall; floor, ground; blanket");
   });
 
-  // About a minute more (the export and four page runs): opt-in, like the other slow checks.
-  const slow = process.env.DEDOS_SLOW_TESTS === "1";
-  it("dedos export of a tiny CAT-Seg: labels equal the Node onnx backend's (4 classes, and 12 > pad_len)", {
-    skip: !slow && "set DEDOS_SLOW_TESTS=1",
-  }, async () => {
+  it("toy export picked as files: the same labels as by URL", async () => {
+    const dir = join(models, "toy-files");
+    writeToyExport(dir);
+    const classes = "cat; wall; blanket";
+    const [byFiles] = await segmentInPage(
+      browser,
+      `${server.url}/`,
+      {
+        files: ["manifest.json", "text.onnx", "view.onnx"].map((f) => join(dir, f)),
+      },
+      IMAGE,
+      classes,
+    );
+    const [byUrl] = await segmentInPage(browser, `${server.url}/`, "/models/toy-files/", IMAGE, classes);
+    assert.deepEqual(byFiles!.labels, byUrl!.labels);
+  });
+
+  it("dedos export of a tiny CAT-Seg: labels equal the Node onnx backend's (and 12 > pad_len classes, opt-in)", async () => {
     const exp = exportTiny("catseg", 3);
     renameSync(exp.dir, join(models, "catseg"));
     await compare("catseg", "cat; wall; floor, ground; blanket");
-    await compare("catseg", "cat; wall; floor; blanket; person; sky; tree; road; car; dog; grass; water");
+    // The top-k graph (12 classes > pad_len 8): half a minute more, opt-in like the other slow checks.
+    if (process.env.DEDOS_SLOW_TESTS === "1")
+      await compare("catseg", "cat; wall; floor; blanket; person; sky; tree; road; car; dog; grass; water");
   });
 });
