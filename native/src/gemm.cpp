@@ -129,11 +129,18 @@ struct LinearFunction : public torch::autograd::Function<LinearFunction> {
 // (oneDNN), whose direct kernels win there and whose per-call weight reorder is then amortised.
 constexpr int64_t kIm2colMaxPixels = 256;
 
+// y = conv(x, w) + b (+ residual, same shape as y). The residual joins the bias in C before the product on the
+// sgemm paths (one pass over the map less), and is added in place to ATen's fresh output otherwise.
 at::Tensor Conv2d(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bOpt,
                   const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
-                  const std::vector<int64_t>& dilation, int64_t groups) {
+                  const std::vector<int64_t>& dilation, int64_t groups, const at::Tensor& residual) {
   at::Tensor b = bOpt.has_value() ? *bOpt : at::Tensor();
-  auto aten = [&] { return at::conv2d(x, w, bOpt, stride, padding, dilation, groups); };
+  auto aten = [&] {
+    at::Tensor y = at::conv2d(x, w, bOpt, stride, padding, dilation, groups);
+    if (!residual.defined()) return y;
+    // In place only on the inference path, where nothing records y for a backward.
+    return Eligible({&x, &w, &b, &residual}) && residual.sizes() == y.sizes() ? y.add_(residual) : y + residual;
+  };
   if (!Eligible({&x, &w, &b}) || groups != 1 || x.dim() != 4 || w.dim() != 4 || stride.size() != 2 ||
       padding.size() != 2 || dilation.size() != 2 || dilation[0] != 1 || dilation[1] != 1 || x.size(1) != w.size(1) ||
       x.numel() == 0 || w.numel() == 0 || (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0))))
@@ -145,16 +152,24 @@ at::Tensor Conv2d(const at::Tensor& x, const at::Tensor& w, const c10::optional<
   const int64_t ho = (h + 2 * ph - kh) / sh + 1, wo = (wd + 2 * pw - kw) / sw + 1, pixels = ho * wo;
   const bool pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
   if (!pointwise && pixels > kIm2colMaxPixels) return aten();
+  if (residual.defined() && (!Eligible({&residual}) || residual.sizes() != at::IntArrayRef({batch, cout, ho, wo})))
+    return aten();
   const int64_t depth = cin * kh * kw;
   at::Tensor xc = x.contiguous();
   at::Tensor wm = w.contiguous().view({cout, depth});
   at::Tensor y = at::empty({batch, cout, pixels}, x.options());
-  if (b.defined()) y.copy_(b.view({1, cout, 1}).expand({batch, cout, pixels}));
+  if (residual.defined()) {
+    const at::Tensor r = residual.reshape({batch, cout, pixels});
+    if (b.defined()) at::add_out(y, r, b.view({1, cout, 1}));
+    else y.copy_(r);
+  } else if (b.defined()) {
+    y.copy_(b.view({1, cout, 1}).expand({batch, cout, pixels}));
+  }
   for (int64_t i = 0; i < batch; i++) {
     at::Tensor cols = pointwise ? xc[i].view({cin, pixels})
                                 : at::im2col(xc.narrow(0, i, 1), {kh, kw}, {1, 1}, {ph, pw}, {sh, sw}).view({depth, pixels});
     Gemm('N', 'N', cout, pixels, depth, 1.f, wm.data_ptr<float>(), depth, cols.data_ptr<float>(), pixels,
-         b.defined() ? 1.f : 0.f, y.data_ptr<float>() + i * cout * pixels, pixels);
+         b.defined() || residual.defined() ? 1.f : 0.f, y.data_ptr<float>() + i * cout * pixels, pixels);
   }
   return y.view({batch, cout, ho, wo});
 }
@@ -234,10 +249,11 @@ void InitGemm(Napi::Env env, Napi::Object exports) {
     return dedos::Ret(env, Linear(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgOptTensor(info, 2)));
   });
   DEDOS_OP("conv2dInference", {
-    // conv2dInference(x, w, b|null, stride, padding, dilation, groups): as conv2d
+    // conv2dInference(x, w, b|null, stride, padding, dilation, groups, residual?|null): as conv2d, + residual
+    const c10::optional<at::Tensor> r = info.Length() > 7 ? dedos::ArgOptTensor(info, 7) : c10::nullopt;
     return dedos::Ret(env, Conv2d(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgOptTensor(info, 2),
                                   dedos::ArgInts(info, 3), dedos::ArgInts(info, 4), dedos::ArgInts(info, 5),
-                                  dedos::ArgInt(info, 6)));
+                                  dedos::ArgInt(info, 6), r.has_value() ? *r : at::Tensor()));
   });
   DEDOS_OP("attentionInference", {
     // attentionInference(q, k, v, scale, mask|null): (B, H, L, d), (B, H, S, d), (B, H, S, e) → (B, H, L, e),

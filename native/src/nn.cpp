@@ -1,4 +1,6 @@
 // Neural-network functional ops: layers, activations, normalisation, resampling, pooling, losses.
+#include <c10/core/GradMode.h>
+
 #include "common.h"
 
 namespace dedos {
@@ -33,6 +35,18 @@ void InitNN(Napi::Env env, Napi::Object exports) {
     // groupNorm(x, groups, w|null, b|null, eps)
     return dedos::Ret(env, at::group_norm(dedos::ArgTensor(info, 0), dedos::ArgInt(info, 1), dedos::ArgOptTensor(info, 2),
                                           dedos::ArgOptTensor(info, 3), dedos::ArgDouble(info, 4)));
+  });
+  DEDOS_OP("groupNormAct", {
+    // groupNormAct(x, groups, w|null, b|null, eps, act: "none" | "silu" | "gelu"): the activation is applied in
+    // place on the normalised map when nothing records it for a backward (one buffer instead of two).
+    at::Tensor y = at::group_norm(dedos::ArgTensor(info, 0), dedos::ArgInt(info, 1), dedos::ArgOptTensor(info, 2),
+                                  dedos::ArgOptTensor(info, 3), dedos::ArgDouble(info, 4));
+    const std::string act = dedos::ArgString(info, 5);
+    const bool inPlace = !(at::GradMode::is_enabled() && y.requires_grad());
+    if (act == "silu") y = inPlace ? at::silu_(y) : at::silu(y);
+    else if (act == "gelu") y = inPlace ? at::gelu_(y) : at::gelu(y);
+    else if (act != "none") throw std::invalid_argument("unknown activation \"" + act + "\" (none, silu, gelu)");
+    return dedos::Ret(env, y);
   });
   DEDOS_OP("batchNorm", {
     // batchNorm(x, w|null, b|null, runningMean|null, runningVar|null, training, momentum, eps)

@@ -39,8 +39,11 @@ export class Conv2d extends nn.Conv2d {
     return this.forwardWithBias(x, this.bias);
   }
 
-  /** The convolution with another bias (e.g. the conv's own bias plus a per-channel time embedding). */
-  forwardWithBias(x: Tensor, bias: Tensor | null): Tensor {
-    return F.conv2dInference(x, this.weight, bias, this.opts);
+  /**
+   * The convolution with another bias (e.g. the conv's own bias plus a per-channel time embedding), plus an
+   * optional residual of the output's shape (added without a pass of its own where the conv runs on sgemm).
+   */
+  forwardWithBias(x: Tensor, bias: Tensor | null, residual?: Tensor | null): Tensor {
+    return F.conv2dInference(x, this.weight, bias, this.opts, residual);
   }
 }

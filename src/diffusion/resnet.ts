@@ -95,9 +95,10 @@ export class ResnetBlock2D extends PathModule {
   readonly conv1: Conv2d;
   readonly time_emb_proj: nn.Linear | null;
   readonly norm2: nn.GroupNorm;
-  readonly conv2: nn.Conv2d;
+  readonly conv2: Conv2d;
   readonly conv_shortcut: nn.Conv2d | null;
   private readonly act: (x: Tensor) => Tensor;
+  private readonly fusedAct: "silu" | "gelu" | null;
 
   constructor(
     readonly config: ResnetBlock2DConfig,
@@ -118,12 +119,18 @@ export class ResnetBlock2D extends PathModule {
         ? null
         : this.child("conv_shortcut", new Conv2d(c.inChannels, c.outChannels, 1, {}, o));
     this.act = activation(c.act);
+    this.fusedAct = c.act === "silu" || c.act === "swish" ? "silu" : c.act === "gelu" ? "gelu" : null;
+  }
+
+  /** act(norm(x)); GroupNorm applies SiLU / GELU itself (in place at inference). */
+  private normAct(norm: nn.GroupNorm, x: Tensor): Tensor {
+    return this.fusedAct ? norm.forward(x, this.fusedAct) : this.act(norm.forward(x));
   }
 
   /** (B, Cin, H, W), temb (B, T) or null → (B, Cout, H, W) */
   forward(x: Tensor, temb: Tensor | null, ctx: ForwardContext = {}): Tensor {
     return scoped(ctx.rec, () => {
-      const xa = this.act(this.norm1.forward(x));
+      const xa = this.normAct(this.norm1, x);
       let h: Tensor;
       if (this.time_emb_proj && temb) {
         const t = this.time_emb_proj.forward(this.act(temb)); // (B, Cout)
@@ -134,9 +141,9 @@ export class ResnetBlock2D extends PathModule {
             ? this.conv1.forwardWithBias(xa, b ? b.add(t.view(-1)) : t.view(-1))
             : this.conv1.forward(xa).add(t.view(t.size(0), t.size(1), 1, 1));
       } else h = this.conv1.forward(xa);
-      h = this.conv2.forward(this.act(this.norm2.forward(h)));
       const skip = this.conv_shortcut ? this.conv_shortcut.forward(x) : x;
-      let out = skip.add(h);
+      // out = skip + conv2(act(norm2(h))), the residual joined to conv2's bias
+      let out = this.conv2.forwardWithBias(this.normAct(this.norm2, h), this.conv2.bias, skip);
       if (this.config.outputScaleFactor !== 1) out = out.div(this.config.outputScaleFactor);
       ctx.rec?.record(this.path, out);
       return out;

@@ -77,8 +77,11 @@ export function conv2dInference(
   weight: Tensor,
   bias?: Tensor | null,
   o: Conv2dOptions = {},
+  residual?: Tensor | null,
 ): Tensor {
-  return new Tensor(N.conv2dInference(...convArgs(x, weight, bias, o)));
+  // `residual` (the output's shape) is added to the result: on the sgemm paths it joins the bias before the
+  // product, so the add costs no pass of its own.
+  return new Tensor(N.conv2dInference(...convArgs(x, weight, bias, o), residual?.handle ?? null));
 }
 export function convTranspose2d(
   x: Tensor,
@@ -117,8 +120,15 @@ export function groupNorm(
   weight?: Tensor | null,
   bias?: Tensor | null,
   eps = 1e-5,
+  act: "none" | "silu" | "gelu" = "none",
 ): Tensor {
-  return new Tensor(N.groupNorm(x.handle, groups, weight?.handle ?? null, bias?.handle ?? null, eps));
+  // With an activation: applied in place on the normalised map when no backward records it (one buffer less).
+  const [w, b] = [weight?.handle ?? null, bias?.handle ?? null];
+  return new Tensor(
+    act === "none"
+      ? N.groupNorm(x.handle, groups, w, b, eps)
+      : N.groupNormAct(x.handle, groups, w, b, eps, act),
+  );
 }
 /** Batch norm; in training mode the running statistics (if given) are updated in place. */
 export function batchNorm(

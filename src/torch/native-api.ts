@@ -403,6 +403,15 @@ export interface NativeAddon {
     bias: NativeTensor | null,
     eps: number,
   ): NativeTensor;
+  /** groupNorm then an activation, in place when no backward records it. */
+  groupNormAct(
+    x: NativeTensor,
+    groups: number,
+    w: NativeTensor | null,
+    b: NativeTensor | null,
+    eps: number,
+    act: "none" | "silu" | "gelu",
+  ): NativeTensor;
   batchNorm(
     x: NativeTensor,
     weight: NativeTensor | null,
@@ -564,7 +573,7 @@ export interface NativeAddon {
   // ---- gemm.cpp ----
   linear(x: NativeTensor, weight: NativeTensor, bias: NativeTensor | null): NativeTensor;
   linearInference(x: NativeTensor, weight: NativeTensor, bias: NativeTensor | null): NativeTensor;
-  conv2dInference(...a: ConvArgs): NativeTensor;
+  conv2dInference(...a: [...ConvArgs, residual?: NativeTensor | null]): NativeTensor;
   /** Attention (additive mask optional) on the fast path, or null when it does not apply. */
   attentionInference(
     q: NativeTensor,
@@ -778,6 +787,7 @@ export const NATIVE_OPS = [
   "convTranspose2d",
   "layerNorm",
   "groupNorm",
+  "groupNormAct",
   "batchNorm",
   "softmax",
   "logSoftmax",

@@ -257,4 +257,52 @@ describe("inference paths (oneDNN sgemm) match ATen", () => {
         assert.throws(() => F.attentionInference(q, k, v, { mask: rand([L + 1, L]) }));
       }),
     ));
+
+  it("conv2dInference with a residual: pointwise, im2col and ATen paths equal conv + residual", () =>
+    noGrad(() =>
+      tidy(() => {
+        for (const [cin, cout, k, hw] of [
+          [32, 16, 1, 20], // pointwise
+          [16, 24, 3, 12], // im2col (≤ 256 output pixels)
+          [8, 8, 3, 24], // ATen (576 pixels), residual added in place
+        ] as const) {
+          const x = rand([2, cin, hw, hw]);
+          const w = rand([cout, cin, k, k]);
+          const b = rand([cout]);
+          const o = { padding: (k - 1) / 2 };
+          const r = rand([2, cout, hw, hw]);
+          const ref = aten(() => F.conv2d(x, w, b, o).add(r));
+          assert.ok(relErr(F.conv2dInference(x, w, b, o, r), ref) <= 1e-5, `${cin}→${cout} k${k} ${hw}²`);
+          assert.ok(
+            relErr(
+              F.conv2dInference(x, w, null, o, r),
+              aten(() => F.conv2d(x, w, null, o).add(r)),
+            ) <= 1e-5,
+          );
+        }
+      }),
+    ));
+
+  it("groupNorm with SiLU / GELU: in place at inference, the same values and gradients as norm then act", () => {
+    tidy(() => {
+      const x = rand([2, 8, 5, 5]);
+      const w = rand([8]);
+      const b = rand([8]);
+      for (const act of ["silu", "gelu"] as const) {
+        const ref = tidy(() => {
+          const y = F.groupNorm(x, 4, w, b, 1e-5);
+          return act === "silu" ? F.silu(y) : F.gelu(y);
+        });
+        const fast = noGrad(() => F.groupNorm(x, 4, w, b, 1e-5, act));
+        assert.equal(fast.sub(ref).abs().max().item(), 0);
+        const xg = x.detach().requiresGrad_();
+        const [g1] = autogradGrad([F.groupNorm(xg, 4, w, b, 1e-5, act).sum()], [xg]) as Tensor[];
+        const [g2] = autogradGrad(
+          [(act === "silu" ? F.silu : (t: Tensor) => F.gelu(t))(F.groupNorm(xg, 4, w, b, 1e-5)).sum()],
+          [xg],
+        ) as Tensor[];
+        assert.equal(g1!.sub(g2!).abs().max().item(), 0);
+      }
+    });
+  });
 });

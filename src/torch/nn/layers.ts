@@ -134,12 +134,13 @@ export class GroupNorm extends Module {
     this.param("weight", affine ? ones([channels]) : null);
     this.param("bias", affine ? zeros([channels]) : null);
   }
-  forward(x: Tensor): Tensor {
+  /** The normalised map, optionally through an activation (applied in place at inference). */
+  forward(x: Tensor, act: "none" | "silu" | "gelu" = "none"): Tensor {
     const w = this.has("weight") ? this.get("weight") : null;
     // Under autocast a lower-precision input meets float32 weights; libtorch 1.13's CPU kernel needs one
     // dtype, and normalisation belongs in float32 anyway (autocast's fp32 policy for norms).
-    if (w && x.dtype !== w.dtype) return tidy(() => this.forward(x.to(w.dtype)));
-    return F.groupNorm(x, this.groups, w, this.has("bias") ? this.get("bias") : null, this.eps);
+    if (w && x.dtype !== w.dtype) return tidy(() => this.forward(x.to(w.dtype), act));
+    return F.groupNorm(x, this.groups, w, this.has("bias") ? this.get("bias") : null, this.eps, act);
   }
 }
 
