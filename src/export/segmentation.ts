@@ -1,7 +1,8 @@
-// `dedos export` for a segmentation model (CAT-Seg or DEDOS): two graphs and a manifest in one folder.
-//   text.onnx  tokens int64 (N, 77) → features float32 (N, E): CLIP text features before any normalisation
-//   view.onnx  image float32 (1, 3, k, k) raw 0–255 RGB, text float32 (T, P, E) → logits (1, T, h, w):
-//              exactly model.head(model.encodeImage(view), text) with the test pooling (1, 1)
+// `dedos export` for a segmentation model (CAT-Seg or DEDOS): the graphs and a manifest in one folder.
+//   text.onnx       tokens int64 (N, 77) → features float32 (N, E): CLIP text features, not normalised
+//   view.onnx       image float32 (1, 3, k, k) raw 0–255 RGB, text float32 (T, P, E) → logits (1, T, h, w):
+//                   exactly model.head(model.encodeImage(view), text) with the test pooling (1, 1), T ≤ pad_len
+//   view-topk.onnx  the same for T > pad_len (the head's top-k path)
 // The folder is written as one set (src/util/fs.ts): a failed export leaves the old folder as it was.
 import { mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -127,6 +128,7 @@ export async function exportSegmentationModel(
   o: ExportOptions,
 ): Promise<ExportResult> {
   const cs = catsegOf(model);
+  if (model.training) throw new Error("export: the model is in training mode; call model.eval() first");
   if (cs.padLen < 6) throw new Error(`export: pad_len ${cs.padLen} is too small to trace the class count`);
   const arch = model instanceof CatSegModel ? "catseg" : "dedos";
   const templates = o.templates ?? [CATSEG_TEMPLATE];
