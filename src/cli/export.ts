@@ -21,6 +21,7 @@ Usage: dedos export --weights NAME|FILE|random --out DIR [options]
   --out DIR                    the export folder: manifest.json, text.onnx, view.onnx, view-topk.onnx
                                (+ *.onnx.data for weights over 1.8 GB)
   --skip-topk                  no view-topk.onnx (the graph for more classes than pad_len)
+  --share-view-weights         view.onnx and view-topk.onnx read one view.onnx.data (half the view bytes)
   --kernel N                   view side (default 384 CAT-Seg, 512 DEDOS: the sliding-window kernel)
   --tolerance X                largest accepted |onnxruntime − libtorch| (default 1e-4)
   --seed N                     seed of random weights and of the check inputs (default 0)
@@ -49,6 +50,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
     sd: { type: "string" },
     fp16: { type: "boolean" },
     "skip-topk": { type: "boolean" },
+    "share-view-weights": { type: "boolean" },
     out: { type: "string" },
     kernel: { type: "string" },
     tolerance: { type: "string" },
@@ -88,6 +90,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
     const r = await exportSegmentationModel(model, values.out, {
       fp16: values.fp16,
       topK: !values["skip-topk"],
+      shareViewWeights: values["share-view-weights"],
       tolerance: positiveNumber("tolerance", values.tolerance),
       kernel: positiveNumber("kernel", values.kernel),
       externalAbove: positiveNumber("external-above", values["external-above"]),

@@ -5,7 +5,7 @@ import { performance } from "node:perf_hooks";
 import { dispose, emptyCache, noGrad, type Tensor } from "../torch/tensor.js";
 import type { WeightType } from "./builder.js";
 import { convertGraph, isSupportedOp } from "./convert.js";
-import { writeOnnx } from "./onnx-file.js";
+import { type SharedData, writeOnnx } from "./onnx-file.js";
 import { trace } from "./trace.js";
 import { type UnifiedGraph, unifyTraces } from "./unify.js";
 import { type Comparison, OnnxChecker } from "./verify.js";
@@ -38,6 +38,8 @@ export interface GraphExportOptions {
   tolerance?: number;
   producerVersion: string;
   externalAbove?: number;
+  /** Weights go to this data file, shared with other graphs (see SharedData). */
+  shared?: SharedData;
   threads?: number;
   log?: (line: string) => void;
 }
@@ -86,6 +88,7 @@ export async function exportGraph(o: GraphExportOptions): Promise<GraphExportRes
     name: o.name,
     producerVersion: o.producerVersion,
     externalAbove: o.externalAbove,
+    shared: o.shared,
   });
   const t3 = performance.now();
   const checks: GraphExportResult["checks"] = [];

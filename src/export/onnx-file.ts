@@ -28,39 +28,63 @@ function writeAll(fd: number, parts: readonly Uint8Array[]): number {
   return n;
 }
 
-/** Writes `graph` to `path` (and `path`.data when the weights are external). */
+/**
+ * A data file several graphs share (view.onnx and view-topk.onnx hold the same weights): each parameter is
+ * written once, at the first graph that needs it; later graphs point at the same bytes.
+ */
+export interface SharedData {
+  path: string;
+  written: Map<string, { offset: number; length: number }>;
+  size: number;
+}
+
+export function sharedData(path: string): SharedData {
+  return { path, written: new Map(), size: 0 };
+}
+
+/** The params' bytes appended to `data` (those not there yet); their external references. */
+function writeExternal(graph: OnnxGraph, data: SharedData): TensorSpec[] {
+  const location = basename(data.path);
+  const fd = openSync(data.path, data.size === 0 ? "w" : "a");
+  try {
+    return graph.params.map((p) => {
+      let at = data.written.get(p.name);
+      if (!at) {
+        const raw = p.bytes();
+        writeAll(fd, [raw]);
+        at = { offset: data.size, length: raw.length };
+        data.written.set(p.name, at);
+        data.size += raw.length;
+      }
+      return { name: p.name, dtype: p.dtype, dims: p.dims, external: { location, ...at } };
+    });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Writes `graph` to `path` (and its weights to `path`.data, or to `shared`, when they are external). */
 export function writeOnnx(
   path: string,
   graph: OnnxGraph,
-  o: { name: string; producerVersion: string; docString?: string; externalAbove?: number },
+  o: {
+    name: string;
+    producerVersion: string;
+    docString?: string;
+    externalAbove?: number;
+    shared?: SharedData;
+  },
 ): WrittenOnnx {
   const total = graph.params.reduce((s, p) => s + p.dims.reduce((a, d) => a * d, 1) * byteSize(p.dtype), 0);
-  const external = total > (o.externalAbove ?? EXTERNAL_DATA_THRESHOLD);
+  const external = o.shared !== undefined || total > (o.externalAbove ?? EXTERNAL_DATA_THRESHOLD);
   const files = [path];
-  const inits: TensorSpec[] = [];
+  let inits: TensorSpec[];
   if (external) {
-    const dataPath = `${path}.data`;
-    const location = basename(dataPath);
-    files.push(dataPath);
-    const fd = openSync(dataPath, "w");
-    try {
-      let offset = 0;
-      for (const p of graph.params) {
-        const raw = p.bytes();
-        writeAll(fd, [raw]);
-        inits.push({
-          name: p.name,
-          dtype: p.dtype,
-          dims: p.dims,
-          external: { location, offset, length: raw.length },
-        });
-        offset += raw.length;
-      }
-    } finally {
-      closeSync(fd);
-    }
+    const data = o.shared ?? sharedData(`${path}.data`);
+    files.push(data.path);
+    inits = writeExternal(graph, data);
   } else {
-    for (const p of graph.params) inits.push({ name: p.name, dtype: p.dtype, dims: p.dims, raw: p.bytes() });
+    inits = graph.params.map((p) => ({ name: p.name, dtype: p.dtype, dims: p.dims, raw: p.bytes() }));
   }
   const model = encodeModel({
     name: o.name,

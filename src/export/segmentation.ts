@@ -14,6 +14,7 @@ import { dispose, Generator, noGrad, rand, randn, type Tensor, tensor, tidy } fr
 import { type FileSetEntry, writeFileSetAtomic } from "../util/fs.js";
 import { exportGraph, type GraphCase, type GraphExportResult } from "./graph-export.js";
 import { type ExportManifest, manifestFor } from "./manifest.js";
+import { sharedData } from "./onnx-file.js";
 import { withRoundedWeights } from "./weights.js";
 
 export interface ExportOptions {
@@ -36,6 +37,11 @@ export interface ExportOptions {
   templates?: string[];
   /** Also export view-topk.onnx, the graph for T > pad_len classes (default true). */
   topK?: boolean;
+  /**
+   * view.onnx and view-topk.onnx keep their (identical) weights in one external file, view.onnx.data,
+   * instead of a copy each inside the graphs (default false).
+   */
+  shareViewWeights?: boolean;
 }
 
 export interface ExportResult {
@@ -151,6 +157,7 @@ export async function exportSegmentationModel(
     if (o.fp16)
       for (const x of graphs)
         for (const c of x.cases.checks) c.reference = noGrad(() => forward(x.name)(c.inputs));
+    const shared = o.shareViewWeights ? sharedData(join(staging, "view.onnx.data")) : undefined;
     const run = async () => {
       const results: Record<string, GraphExportResult> = {};
       for (const x of graphs) {
@@ -172,6 +179,7 @@ export async function exportSegmentationModel(
           traced: x.cases.traced,
           checks: x.cases.checks,
           path: join(staging, `${x.name}.onnx`),
+          shared: isText ? undefined : shared,
         });
       }
       return results;
@@ -211,7 +219,7 @@ async function publish(
   files: string[],
   manifest: ExportManifest,
 ): Promise<void> {
-  const names = files.map((f) => f.slice(staging.length + 1));
+  const names = [...new Set(files.map((f) => f.slice(staging.length + 1)))];
   const entries: FileSetEntry[] = names.map((n) => ({
     file: join(outDir, n),
     write: (tmp: string) => renameSync(join(staging, n), tmp),

@@ -172,6 +172,28 @@ describe("dedos export (tiny CAT-Seg)", () => {
     );
   });
 
+  it("view.onnx and view-topk.onnx can share one weights file", async () => {
+    const shared = join(dir, "shared");
+    const r = await exportSegmentationModel(model, shared, {
+      version: "test",
+      kernel: KERNEL,
+      shareViewWeights: true,
+    });
+    assert.deepEqual(readdirSync(shared).sort(), [
+      "manifest.json",
+      "text.onnx",
+      "view-topk.onnx",
+      "view.onnx",
+      "view.onnx.data",
+    ]);
+    assert.equal(r.manifest.files["view.onnx"]!.externalData, "view.onnx.data");
+    assert.equal(r.manifest.files["view-topk.onnx"]!.externalData, "view.onnx.data");
+    assert.ok(r.viewTopK!.maxAbsError <= 1e-4 && r.view.maxAbsError <= 1e-4);
+    // every weight once: the data file is no larger than one graph's inline weights
+    const inline = readFileSync(join(out32, "view.onnx")).length;
+    assert.ok(readFileSync(join(shared, "view.onnx.data")).length < inline);
+  });
+
   it("keeps weights beyond the threshold in external data files (ONNX's convention)", async () => {
     const ext = join(dir, "external");
     const r = await exportSegmentationModel(model, ext, {
