@@ -19,6 +19,21 @@ export function vitBlock(g: Generator): { forward: (x: Tensor) => Tensor; parame
   return { forward: (x: Tensor) => block.forward(x), parameters: block.parameters() };
 }
 
+/**
+ * The clip-vision case's model (seeded random weights), its input and its forward (dense tokens with the
+ * guidance taps): what dedos times, and what bench/export-case.ts hands to the exporter for onnxruntime.
+ */
+export function clipVisionCase(spec: Record<string, unknown>) {
+  const preset = clipPreset(spec);
+  const visual = new ClipVisionEncoder(preset.vision, { generator: new Generator(0) }).eval();
+  visual.requiresGrad_(false);
+  const r = Number(spec.resolution);
+  const pixels = randn([1, 3, r, r], { generator: new Generator(1) });
+  const taps = spec.taps as number[];
+  const forward = (x: Tensor) => visual.forward(x, { dense: true, taps }).tokens; // (1, 1 + g², D)
+  return { visual, pixels, forward };
+}
+
 /** One of the engine's reference kernels (common.ts referenceKernels: the same cases as bench/engine). */
 function kernel(name: string): () => void {
   const all = referenceKernels();
@@ -58,16 +73,11 @@ export const DEDOS_CASES: Record<string, CaseFactory> = {
       });
   },
   "clip-vision": (spec) => {
-    const preset = clipPreset(spec);
-    const visual = new ClipVisionEncoder(preset.vision, { generator: new Generator(0) }).eval();
-    visual.requiresGrad_(false);
-    const r = Number(spec.resolution);
-    const pixels = randn([1, 3, r, r], { generator: new Generator(1) });
-    const taps = spec.taps as number[];
+    const { forward, pixels } = clipVisionCase(spec);
     return () =>
       noGrad(() =>
         tidy(() => {
-          visual.forward(pixels, { dense: true, taps });
+          forward(pixels);
         }),
       );
   },

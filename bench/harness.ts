@@ -92,7 +92,7 @@ export function defaultEngines(threads: number): EngineSpec[] {
       });
   engines.push({
     id: "onnxruntime",
-    cases: ["matmul"],
+    cases: ["matmul", "clip-vision"],
     command: process.execPath,
     args: [join(here, "worker-ort.js")],
     env: bestMallocEnv(threads),

@@ -1,7 +1,12 @@
-// The onnxruntime-node engine of bench/run.ts (CPU execution provider), for the cases that are one ONNX
-// operator: a hand-encoded single-node graph (no exporter involved; the model exports are elsewhere),
+// The onnxruntime-node engine of bench/run.ts (CPU execution provider): matmul as a hand-encoded single-node
+// graph, clip-vision as dedos' own export of the dedos engine's model (bench/export-case.ts, in a child),
 // served over the protocol of bench/harness.ts (bench/sample.ts) like the other engines.
 //   node dist/bench/worker-ort.js
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
 import { type CaseFactory, serve } from "./sample.js";
 
@@ -98,6 +103,32 @@ const ORT_CASES: Record<string, CaseFactory> = {
     });
     return async () => {
       await (await session).run(feeds, fetches);
+    };
+  },
+  // The dedos model exported by dedos' own exporter (same seeded weights as the dedos engine's case).
+  "clip-vision": (spec) => {
+    const dir = mkdtempSync(join(tmpdir(), "dedos-bench-ort-"));
+    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "clip-vision.onnx");
+    const here = dirname(fileURLToPath(import.meta.url));
+    const r = spawnSync(
+      process.execPath,
+      [join(here, "export-case.js"), "clip-vision", JSON.stringify(spec), file],
+      {
+        encoding: "utf8",
+      },
+    );
+    if (r.status !== 0) throw new Error(`export of clip-vision failed: ${r.stderr || r.stdout}`);
+    const session = ort.InferenceSession.create(file, {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: "sequential",
+      graphOptimizationLevel: "all",
+    });
+    const n = Number(spec.resolution);
+    const feeds = { pixels: randomTensor([1, 3, n, n]) };
+    return async () => {
+      await (await session).run(feeds);
     };
   },
 };
