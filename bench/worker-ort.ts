@@ -1,6 +1,6 @@
-// The onnxruntime-node engine of bench/run.ts (CPU execution provider): matmul as a hand-encoded single-node
-// graph, clip-vision as dedos' own export of the dedos engine's model (bench/export-case.ts, in a child),
-// served over the protocol of bench/harness.ts (bench/sample.ts) like the other engines.
+// The onnxruntime-node engine of bench/run.ts (CPU execution provider): matmul as a single-node graph, clip-vision as
+// dedos' own export of the dedos engine's model (bench/export-case.ts, in a child), served over the protocol of
+// bench/harness.ts (bench/sample.ts) like the other engines.
 //   node dist/bench/worker-ort.js
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -8,68 +8,22 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
+import { concatEncoded, encodeModel } from "../src/export/onnx-proto.js";
 import { type CaseFactory, serve } from "./sample.js";
 
-// --- a minimal protobuf writer for onnx.proto's ModelProto (field numbers from onnx/onnx.proto) ---
-type Field = [number, number | string | Uint8Array];
-
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n > 127) {
-    out.push((n % 128) | 128);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
-}
-
-/** One message: numbers as varints (wire type 0), strings and sub-messages length-delimited (wire type 2). */
-function message(fields: Field[]): Uint8Array {
-  const bytes: number[] = [];
-  for (const [no, v] of fields) {
-    if (typeof v === "number") bytes.push(...varint(no * 8), ...varint(v));
-    else {
-      const b = typeof v === "string" ? new TextEncoder().encode(v) : v;
-      bytes.push(...varint(no * 8 + 2), ...varint(b.length), ...b);
-    }
-  }
-  return Uint8Array.from(bytes);
-}
-
-/** ValueInfoProto of a float32 tensor: name, TypeProto{tensor_type{elem_type FLOAT, shape{dim…}}}. */
-function floatValue(name: string, shape: number[]): Uint8Array {
-  const dims: Field[] = shape.map((d) => [1, message([[1, d]])]);
-  const tensorType = message([
-    [1, 1],
-    [2, message(dims)],
-  ]);
-  return message([
-    [1, name],
-    [2, message([[1, tensorType]])],
-  ]);
-}
-
-/** ModelProto (IR 8, opset 17) of one node `op(inputs) → Y`. */
+/** ModelProto (opset 17) of one node `op(inputs) → Y` on float32 tensors, by the exporter's encoder. */
 export function singleNodeModel(op: string, inputs: [string, number[]][], output: number[]): Uint8Array {
-  const node = message([...inputs.map(([n]) => [1, n] as Field), [2, "Y"], [3, op.toLowerCase()], [4, op]]);
-  const graph = message([
-    [1, node],
-    [2, `bench_${op}`],
-    ...inputs.map(([n, s]) => [11, floatValue(n, s)] as Field),
-    [12, floatValue("Y", output)],
-  ]);
-  return message([
-    [1, 8],
-    [2, "dedos-bench"],
-    [7, graph],
-    [
-      8,
-      message([
-        [1, ""],
-        [2, 17],
-      ]),
-    ],
-  ]);
+  return concatEncoded(
+    encodeModel({
+      name: `bench_${op}`,
+      opset: 17,
+      producerVersion: "dedos-bench",
+      inputs: inputs.map(([name, dims]) => ({ name, dtype: "float32", dims })),
+      outputs: [{ name: "Y", dtype: "float32", dims: output }],
+      initializers: [],
+      nodes: [{ op, inputs: inputs.map(([n]) => n), outputs: ["Y"], name: op.toLowerCase() }],
+    }),
+  );
 }
 
 function randomTensor(shape: number[]): ort.Tensor {
