@@ -1,6 +1,7 @@
 // Shared test helpers: finite-difference gradient checks and numeric assertions.
 import assert from "node:assert/strict";
 import { noGrad, type Tensor, tensor, tidy } from "../src/torch/index.js";
+import { native } from "../src/torch/native.js";
 
 /** Asserts every |a − b| ≤ atol + rtol·|b|, reporting the worst index. */
 export function assertClose(
@@ -84,4 +85,15 @@ export function pseudoRandom(n: number, seed = 1): number[] {
 /** `dedos train` arguments of a tiny run: config file, datasets root, run folder, then any more. */
 export function trainCliArgs(config: string, data: string, out: string, ...more: string[]): string[] {
   return ["train", "--config", config, "--data", data, "--out", out, ...more];
+}
+
+/** `fn` with every oneDNN sgemm path off (DEDOS_DNNL_GEMM at run time): what ATen's own kernels compute. */
+export function withAtenKernels<T>(fn: () => T): T {
+  const was = native.inferenceGemmAvailable();
+  native.setInferenceGemm(false);
+  try {
+    return fn();
+  } finally {
+    native.setInferenceGemm(was);
+  }
 }

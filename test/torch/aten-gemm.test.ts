@@ -16,19 +16,10 @@ import {
   zeros,
 } from "../../src/torch/index.js";
 import { native } from "../../src/torch/native.js";
+import { withAtenKernels as aten } from "../helpers.js";
 
 const g = new Generator(11);
 const rand = (shape: number[]) => randn(shape, { generator: g });
-/** fn with every sgemm path off: ATen's own CPU kernels. */
-function aten<T>(fn: () => T): T {
-  const was = native.inferenceGemmAvailable();
-  native.setInferenceGemm(false);
-  try {
-    return fn();
-  } finally {
-    native.setInferenceGemm(was);
-  }
-}
 const maxAbs = (a: Tensor, b: Tensor) => tidy(() => a.sub(b).abs().max().item());
 /** Same shape, equal to rounding (relative to the result's scale). */
 function close(a: Tensor, b: Tensor, rel = 1e-5): void {

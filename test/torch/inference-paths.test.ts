@@ -15,19 +15,10 @@ import {
   tidy,
 } from "../../src/torch/index.js";
 import { native } from "../../src/torch/native.js";
+import { withAtenKernels as aten } from "../helpers.js";
 
 const g = new Generator(7);
 const rand = (shape: number[]) => randn(shape, { generator: g });
-/** fn with every sgemm path off: what plain ATen computes. */
-function aten<T>(fn: () => T): T {
-  const was = native.inferenceGemmAvailable();
-  native.setInferenceGemm(false);
-  try {
-    return fn();
-  } finally {
-    native.setInferenceGemm(was);
-  }
-}
 const linearAten = (x: Tensor, w: Tensor, b?: Tensor | null) => aten(() => F.linear(x, w, b));
 /** max |a − b| / max |b| */
 const relErr = (a: Tensor, b: Tensor) =>
