@@ -1,9 +1,11 @@
 // The dedos engine's side of the cases of bench/cases.ts: one factory per case id (the same ids as
 // bench/reference/worker.py), each building the case from its spec and returning one call of it that frees
 // everything it allocates. Random weights (seeded); under noGrad unless the case is a backward.
+import { buildSegmentationModel, segmentRgb } from "../src/api/segment-core.js";
 import { CLIP_PRESETS } from "../src/clip/config.js";
 import { ClipTextEncoder, ResidualAttentionBlock } from "../src/clip/text.js";
 import { ClipVisionEncoder } from "../src/clip/vision.js";
+import { readImageFile } from "../src/data/image-decode.js";
 import { SD_PRESETS } from "../src/diffusion/config.js";
 import { UNet2DConditionModel } from "../src/diffusion/unet.js";
 import { Generator, noGrad, randn, type Tensor, tensor, tidy } from "../src/torch/index.js";
@@ -80,6 +82,18 @@ export const DEDOS_CASES: Record<string, CaseFactory> = {
           forward(pixels);
         }),
       );
+  },
+  "segment-image": (spec) => {
+    const model = buildSegmentationModel({
+      config: String(spec.config),
+      weights: "random",
+      seed: Number(spec.seed),
+    });
+    const rgb = readImageFile(String(spec.image));
+    const classes = spec.classes as string[];
+    return async () => {
+      segmentRgb(model, "cpu", "catseg", await rgb, { classes });
+    };
   },
   "clip-text": (spec) => {
     const preset = clipPreset(spec);

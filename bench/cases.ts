@@ -103,6 +103,21 @@ export const CASES: BenchCase[] = [
     warm: 0,
   },
   {
+    // A whole image through the Segmenter's pipeline (resize, 5 views, head, stitching, labels); engines:
+    // dedos (libtorch, in-thread) and onnxruntime (the onnx backend on an export of the same seeded model).
+    id: "segment-image",
+    title: "CAT-Seg ViT-B per image (640×480, 6 classes)",
+    spec: () => ({
+      config: "vitb_384",
+      seed: 0,
+      image: "assets/coco/000000039769.png",
+      classes: ["cat", "sofa", "remote", "wall", "floor", "person"],
+    }),
+    reps: { full: 2, quick: 1 },
+    warmup: 1,
+    warm: 0,
+  },
+  {
     id: "unet",
     title: "SD-2-base UNet fwd, 48² latent",
     spec: () => ({ latent: 48 }),

@@ -92,7 +92,7 @@ export function defaultEngines(threads: number): EngineSpec[] {
       });
   engines.push({
     id: "onnxruntime",
-    cases: ["matmul", "clip-vision"],
+    cases: ["matmul", "clip-vision", "segment-image"],
     command: process.execPath,
     args: [join(here, "worker-ort.js")],
     env: bestMallocEnv(threads),

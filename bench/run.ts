@@ -4,7 +4,7 @@
 // bench/results/latest.json. The single-topic benches of this folder run after it on request.
 //   node dist/bench/run.js [case...] [--rounds N] [--extra-rounds N] [--quick] [--threads N] [--engines a,b]
 //     [--bench name,...] [--all]
-//   case: a case id or part of one (matmul, conv, tiny-op, vit-fwd, vit-fwd-bwd, clip-vision, clip-text, unet;
+//   case: a case id or part of one (matmul, conv, tiny-op, vit-fwd, vit-fwd-bwd, clip-vision, clip-text, segment-image, unet;
 //     "clip" = both CLIP rows); default all. --rounds: quiet rounds wanted (default 5); --extra-rounds: how
 //     many more may run to replace noisy ones (default as many). --quick: 2 rounds, no extra, fewer calls.
 //     --engines: a subset of dedos, pytorch-pinned, pytorch-auto, onnxruntime (matmul only). --bench:

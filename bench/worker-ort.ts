@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as ort from "onnxruntime-node";
+import { Segmenter } from "../src/api/segmenter.js";
 import { concatEncoded, encodeModel } from "../src/export/onnx-proto.js";
 import { type CaseFactory, serve } from "./sample.js";
 
@@ -83,6 +84,33 @@ const ORT_CASES: Record<string, CaseFactory> = {
     const feeds = { pixels: randomTensor([1, 3, n, n]) };
     return async () => {
       await (await session).run(feeds);
+    };
+  },
+  // The Segmenter's onnx backend on `dedos export` of the dedos engine's seeded model (checks included: minutes).
+  "segment-image": (spec) => {
+    const dir = mkdtempSync(join(tmpdir(), "dedos-bench-ort-"));
+    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+    const out = join(dir, "export");
+    const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "src", "cli", "main.js");
+    const args = [
+      "export",
+      "--weights",
+      "random",
+      "--config",
+      String(spec.config),
+      "--seed",
+      String(spec.seed),
+    ];
+    const r = spawnSync(process.execPath, [cli, ...args, "--skip-topk", "--out", out], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`dedos export failed: ${r.stderr || r.stdout}`);
+    const seg = Segmenter.create({
+      backend: "onnx",
+      model: out,
+      sessionOptions: { intraOpNumThreads: threads },
+    });
+    const classes = spec.classes as string[];
+    return async () => {
+      await (await seg).segment(String(spec.image), classes);
     };
   },
 };
