@@ -21,6 +21,8 @@ export interface BenchCase {
   warm: number;
   /** Work per call, for a GFLOP/s column. */
   gflop?: number;
+  /** Only these engines run the case (default: every engine that has it). */
+  engines?: string[];
 }
 
 const VITB = CLIP_PRESETS["ViT-B/16"];
@@ -107,6 +109,7 @@ export const CASES: BenchCase[] = [
     // dedos (libtorch, in-thread) and onnxruntime (the onnx backend on an export of the same seeded model).
     id: "segment-image",
     title: "CAT-Seg ViT-B per image (640×480, 6 classes)",
+    engines: ["dedos", "onnxruntime"],
     spec: () => ({
       config: "vitb_384",
       seed: 0,

@@ -147,7 +147,9 @@ export class EngineProcess {
 
 /** The engines that run case `c`. */
 export function enginesFor(c: BenchCase, engines: EngineSpec[]): EngineSpec[] {
-  return engines.filter((e) => !e.cases || e.cases.includes(c.id));
+  return engines.filter(
+    (e) => (!e.cases || e.cases.includes(c.id)) && (!c.engines || c.engines.includes(e.id)),
+  );
 }
 
 /** One engine's calls in one round, summarised. */

@@ -42,6 +42,14 @@ function positiveNumber(name: string, v: string | undefined): number | undefined
   return n;
 }
 
+/** --seed: an integer ≥ 0 (0, the default, may also be given). */
+function seedNumber(v: string | undefined): number {
+  if (v === undefined) return 0;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--seed must be an integer ≥ 0, got "${v}"`);
+  return n;
+}
+
 export async function exportCommand(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     weights: { type: "string" },
@@ -72,7 +80,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const t0 = performance.now();
-  const seed = positiveNumber("seed", values.seed) ?? 0;
+  const seed = seedNumber(values.seed);
   const weights = values.weights === "random" ? "random" : (await weightsArg(values.weights))!;
   const model = createModel({
     arch,
