@@ -165,7 +165,8 @@ at::Tensor Fused(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, 
       {DNNL_ARG_SRC, memory(plan.src, eng, x2.data_ptr())},
       {DNNL_ARG_WEIGHTS, memory(plan.weights, eng, packed.data_ptr())},
       {DNNL_ARG_DST, memory(plan.dst, eng, y.data_ptr())}};
-  if (b.defined()) args.emplace(DNNL_ARG_BIAS, memory(plan.bias, eng, b.contiguous().data_ptr()));
+  const at::Tensor bias = b.defined() ? b.contiguous() : b;  // held until the primitive ran
+  if (bias.defined()) args.emplace(DNNL_ARG_BIAS, memory(plan.bias, eng, bias.data_ptr()));
   if (residual.defined()) {
     const int index = act != Act::kNone ? 1 : 0;  // the binary post-op's position
     args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1, memory(plan.dst, eng, r2.data_ptr()));

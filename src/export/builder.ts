@@ -3,7 +3,7 @@
 // graph input's shape. Affine arguments a·S + b become Mul/Add nodes on it.
 import type { DType } from "../torch/dtype.js";
 import type { Tensor } from "../torch/tensor.js";
-import type { AttrValue, NodeSpec, OnnxDType, TensorSpec } from "./onnx-proto.js";
+import { type AttrValue, type NodeSpec, ONNX_DTYPE, type OnnxDType, type TensorSpec } from "./onnx-proto.js";
 import { isLin, type Num, type UnifiedGraph } from "./unify.js";
 
 /** How parameter initializers are stored. */
@@ -166,16 +166,6 @@ export class GraphBuilder {
   }
 }
 
-const CODES: Record<OnnxDType, number> = {
-  float32: 1,
-  uint8: 2,
-  int8: 3,
-  int32: 6,
-  int64: 7,
-  bool: 9,
-  float16: 10,
-  float64: 11,
-};
 export function onnxCode(d: OnnxDType): number {
-  return CODES[d];
+  return ONNX_DTYPE[d];
 }
