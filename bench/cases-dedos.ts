@@ -8,7 +8,15 @@ import { ClipVisionEncoder } from "../src/clip/vision.js";
 import { readImageFile } from "../src/data/image-decode.js";
 import { SD_PRESETS } from "../src/diffusion/config.js";
 import { UNet2DConditionModel } from "../src/diffusion/unet.js";
-import { Generator, noGrad, randn, type Tensor, tensor, tidy } from "../src/torch/index.js";
+import {
+  Generator,
+  noGrad,
+  prepackForInference,
+  randn,
+  type Tensor,
+  tensor,
+  tidy,
+} from "../src/torch/index.js";
 import { referenceKernels } from "./common.js";
 import type { CaseFactory } from "./sample.js";
 
@@ -16,8 +24,12 @@ import type { CaseFactory } from "./sample.js";
  * One ViT-B block (pre-LN, 12 heads, MLP 3072, QuickGELU): CLIP's own block (src/clip/text.ts), tokens
  * (L, 1, D); bench/reference/engine.py VitBlock is the same ops in PyTorch. Shared with bench/engine.ts.
  */
-export function vitBlock(g: Generator): { forward: (x: Tensor) => Tensor; parameters: Tensor[] } {
+export function vitBlock(
+  g: Generator,
+  o: { frozen?: boolean } = {},
+): { forward: (x: Tensor) => Tensor; parameters: Tensor[] } {
   const block = new ResidualAttentionBlock(768, 12, { generator: g });
+  if (o.frozen) prepackForInference(block.requiresGrad_(false));
   return { forward: (x: Tensor) => block.forward(x), parameters: block.parameters() };
 }
 
@@ -28,7 +40,7 @@ export function vitBlock(g: Generator): { forward: (x: Tensor) => Tensor; parame
 export function clipVisionCase(spec: Record<string, unknown>) {
   const preset = clipPreset(spec);
   const visual = new ClipVisionEncoder(preset.vision, { generator: new Generator(0) }).eval();
-  visual.requiresGrad_(false);
+  prepackForInference(visual.requiresGrad_(false)); // as the Segmenter runs its models
   const r = Number(spec.resolution);
   const pixels = randn([1, 3, r, r], { generator: new Generator(1) });
   const taps = spec.taps as number[];
@@ -59,7 +71,7 @@ export const DEDOS_CASES: Record<string, CaseFactory> = {
   },
   "vit-fwd": (spec) => {
     const g = new Generator(0);
-    const block = vitBlock(g);
+    const block = vitBlock(g, { frozen: true });
     const x = randn([Number(spec.tokens), 1, 768], { generator: g });
     return () => noGrad(() => block.forward(x).dispose());
   },
@@ -98,7 +110,7 @@ export const DEDOS_CASES: Record<string, CaseFactory> = {
   "clip-text": (spec) => {
     const preset = clipPreset(spec);
     const text = new ClipTextEncoder(preset.text, { generator: new Generator(0) }).eval();
-    text.requiresGrad_(false);
+    prepackForInference(text.requiresGrad_(false));
     const ids = tidy(() => tensor(Int32Array.from(spec.ids as number[]), spec.idsShape as number[]).long());
     return () => noGrad(() => text.encodeText(ids).dispose());
   },
@@ -106,6 +118,7 @@ export const DEDOS_CASES: Record<string, CaseFactory> = {
     const config = SD_PRESETS["sd-2-base"].unet;
     const g = new Generator(0);
     const unet = new UNet2DConditionModel(config, { generator: g }).requiresGrad_(false).eval();
+    prepackForInference(unet);
     const n = Number(spec.latent);
     const z = randn([1, 4, n, n], { generator: g });
     const text = randn([1, 77, config.cross_attention_dim as number], { generator: g });

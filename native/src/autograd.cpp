@@ -37,7 +37,7 @@ void InitAutograd(Napi::Env env, Napi::Object exports) {
     dedos::ArgTensor(info, 0).requires_grad_(dedos::ArgBool(info, 1));
     return info[0];
   });
-  DEDOS_OP("requiresGrad", { return Napi::Boolean::New(env, dedos::ArgTensor(info, 0).requires_grad()); });
+  DEDOS_OP("requiresGrad", { return Napi::Boolean::New(env, dedos::ArgMeta(info, 0).requiresGrad); });
   DEDOS_OP("isLeaf", { return Napi::Boolean::New(env, dedos::ArgTensor(info, 0).is_leaf()); });
   DEDOS_OP("retainGrad", {
     dedos::ArgTensor(info, 0).retain_grad();

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "packed.h"
+
 namespace dedos {
 
 // Tensors live in a native slot table; JavaScript holds a plain number (slot + generation), so creating a
@@ -22,7 +24,29 @@ int64_t LiveHandles();
 int64_t ReportedBytes();
 
 // ---- argument access ----
+// A tensor argument. A handle holding a prepacked weight (prepackWeight) is unpacked for good first: whatever
+// reads it as a plain tensor gets the plain values.
 at::Tensor& ArgTensor(const Napi::CallbackInfo& info, size_t i);
+// A linear weight argument as its handle holds it: the packed form, or (packed == nullptr) the plain tensor.
+struct WeightArg {
+  PackedPtr packed;
+  at::Tensor* plain;
+};
+WeightArg ArgWeight(const Napi::CallbackInfo& info, size_t i);
+// What a tensor argument is, without unpacking a packed weight: dtype, device, sizes, requires_grad, contiguity.
+struct TensorMeta {
+  at::ScalarType dtype;
+  at::Device device;
+  std::vector<int64_t> sizes;
+  bool requiresGrad;
+  bool contiguous;
+};
+TensorMeta ArgMeta(const Napi::CallbackInfo& info, size_t i);
+// Replaces the handle's tensor by its packed form (PackWeight) when the handle is the only owner of the tensor and
+// its storage; returns the plain bytes freed (0: left as it was).
+size_t PackHandle(const Napi::CallbackInfo& info, size_t i);
+// A new handle holding a packed weight.
+Napi::Value RetPacked(Napi::Env env, PackedPtr p);
 c10::optional<at::Tensor> ArgOptTensor(const Napi::CallbackInfo& info, size_t i);
 int64_t ArgInt(const Napi::CallbackInfo& info, size_t i);
 c10::optional<int64_t> ArgOptInt(const Napi::CallbackInfo& info, size_t i);

@@ -242,12 +242,10 @@ at::Tensor LinearAny(const at::Tensor& x, const at::Tensor& w, const c10::option
 }
 
 void InitGemm(Napi::Env env, Napi::Object exports) {
-  DEDOS_OP("linear", {
-    return dedos::Ret(env, LinearAny(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgOptTensor(info, 2)));
-  });
-  DEDOS_OP("linearInference", {
-    return dedos::Ret(env, Linear(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgOptTensor(info, 2)));
-  });
+  // linear(x, w, b|null) and linearInference(x, w, b|null): the same op since both route on whether a gradient is
+  // needed; a prepacked weight runs as one oneDNN matmul (packed.cpp).
+  DEDOS_OP("linear", { return dedos::Ret(env, LinearActArg(info, 0, 1, 2, Act::kNone, 3)); });
+  DEDOS_OP("linearInference", { return dedos::Ret(env, LinearActArg(info, 0, 1, 2, Act::kNone, 3)); });
   DEDOS_OP("conv2dInference", {
     // conv2dInference(x, w, b|null, stride, padding, dilation, groups, residual?|null): as conv2d, + residual
     const c10::optional<at::Tensor> r = info.Length() > 7 ? dedos::ArgOptTensor(info, 7) : c10::nullopt;

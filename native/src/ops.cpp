@@ -87,6 +87,10 @@ void InitTensorOps(Napi::Env env, Napi::Object exports) {
     return dedos::Ret(env, t.slice(dedos::ArgInt(info, 1), dedos::ArgInt(info, 2), end, dedos::ArgInt(info, 4)));
   });
   DEDOS_OP("narrow", {
+    // Rows of a packed weight on its blocks stay packed (the halves of a GEGLU projection).
+    if (dedos::PackedPtr p = dedos::ArgWeight(info, 0).packed; p != nullptr && dedos::ArgInt(info, 1) == 0)
+      if (dedos::PackedPtr rows = dedos::PackedRows(p, dedos::ArgInt(info, 2), dedos::ArgInt(info, 3)))
+        return dedos::RetPacked(env, std::move(rows));
     return dedos::Ret(env, dedos::ArgTensor(info, 0).narrow(dedos::ArgInt(info, 1), dedos::ArgInt(info, 2), dedos::ArgInt(info, 3)));
   });
   DEDOS_OP("select", {

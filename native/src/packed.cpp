@@ -1,15 +1,19 @@
-// Linear layers with their epilogue fused, on prepacked weights: y = act(x·Wᵀ + b) (+ residual) as one oneDNN
-// matmul primitive at inference.
+// Linear layers on prepacked weights, with their epilogue fused: y = act(x·Wᵀ + b) (+ residual) as one oneDNN
+// matmul at inference.
 //
 // Why: sgemm re-packs W on every call and leaves the bias, the activation (GELU, QuickGELU, SiLU) and the residual
 // add as separate passes over the output. The matmul primitive reads W in the blocked layout it prefers — W is
-// reordered once per weight and kept (keyed by the weight tensor, dropped when that tensor dies or changes) — and
-// applies bias, activation and residual while the output tile is still in cache.
-// Everything else (a gradient needed, other dtypes or devices, autocast, no oneDNN headers at build time,
-// DEDOS_PREPACK=0) computes the same function from the unfused ops: LinearAny, the activation, the add.
+// reordered once, by prepackWeight, and the packed form replaces the plain tensor in the weight's handle (one copy
+// per weight: a frozen model's memory does not grow) — and applies bias, activation and residual while the output
+// tile is still in cache.
+// Everything else (a plain weight, a gradient needed, other dtypes or devices, autocast, no oneDNN headers at build
+// time, DEDOS_PREPACK=0) computes the same function from the unfused ops: LinearAny, the activation, the add.
+#include "packed.h"
+
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -24,9 +28,6 @@
 #endif
 
 namespace dedos {
-namespace {
-
-enum class Act { kNone = 0, kGelu, kGeluTanh, kQuickGelu, kSilu };
 
 Act ParseAct(const std::string& s) {
   if (s == "none") return Act::kNone;
@@ -36,6 +37,8 @@ Act ParseAct(const std::string& s) {
   if (s == "silu") return Act::kSilu;
   throw std::invalid_argument("unknown activation \"" + s + "\" (none, gelu, geluTanh, quickGelu, silu)");
 }
+
+namespace {
 
 // The unfused definition (and the path whenever the fused one does not apply).
 at::Tensor Activate(const at::Tensor& y, Act act) {
@@ -54,18 +57,50 @@ at::Tensor Unfused(const at::Tensor& x, const at::Tensor& w, const c10::optional
   return residual.has_value() ? y + *residual : y;
 }
 
-// DEDOS_PREPACK=0 turns the fused path off (A/B measurements).
+// DEDOS_PREPACK=0 turns packing off (A/B measurements): prepackWeight then leaves weights plain.
 bool gPrepack = [] {
   const char* e = std::getenv("DEDOS_PREPACK");
   return !(e != nullptr && e[0] == '0');
 }();
 
+std::atomic<int64_t> gPackedBytes{0};  // bytes of every live packed buffer
+
+}  // namespace
+
 #ifdef DEDOS_DNNL
 using dnnl::memory;
 
+namespace {
 dnnl::engine& Engine() {
   static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   return eng;
+}
+
+// A packed buffer; row slices of a weight share it.
+struct Buffer {
+  at::Tensor bytes;  // uint8
+  explicit Buffer(at::Tensor b) : bytes(std::move(b)) { gPackedBytes += static_cast<int64_t>(bytes.nbytes()); }
+  ~Buffer() { gPackedBytes -= static_cast<int64_t>(bytes.nbytes()); }
+};
+}  // namespace
+
+struct PackedWeight {
+  std::shared_ptr<Buffer> buffer;
+  int64_t offset;    // bytes from the buffer's start to this weight's first element
+  int64_t n, k;      // the plain weight's shape: n output rows of k inputs
+  memory::desc desc; // the (k, n) matrix Wᵀ in oneDNN's blocked layout
+  void* data() const { return static_cast<uint8_t*>(buffer->bytes.data_ptr()) + offset; }
+};
+
+namespace {
+// (n, k) row-major is the (k, n) matrix with strides (1, k): format "ba".
+memory::desc PlainDesc(int64_t n, int64_t k) { return memory::desc({k, n}, memory::data_type::f32, memory::format_tag::ba); }
+
+void Reorder(const memory::desc& from, void* src, const memory::desc& to, void* dst) {
+  memory a(from, Engine(), src), b(to, Engine(), dst);
+  dnnl::stream s(Engine());
+  dnnl::reorder(a, b).execute(s, a, b);
+  s.wait();
 }
 
 // One primitive per (rows, out, in, bias, activation, residual): oneDNN picks its kernel (and the weight layout)
@@ -75,21 +110,8 @@ struct Plan {
   memory::desc src, weights, bias, dst;
 };
 using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, int, bool>;
-
-// A weight reordered into a plan's layout. Keyed by where the weight's numbers are (data pointer, shape, row
-// stride), not by its TensorImpl, so views made per call (the halves of a GEGLU projection) find their packed copy;
-// tied to the storage's lifetime and the weight's version counter (shared by every view of it).
-struct Packed {
-  c10::weak_intrusive_ptr<c10::StorageImpl> owner;
-  uint32_t version;
-  memory::desc desc;
-  at::Tensor bytes;  // the packed weight (uint8)
-};
-using PackedKey = std::tuple<const void*, int64_t, int64_t, int64_t>;  // data, n, k, row stride
-
 std::mutex gMu;
 std::map<PlanKey, Plan> gPlans;
-std::map<PackedKey, Packed> gPacked;
 
 dnnl::algorithm Algorithm(Act act, float* alpha) {
   *alpha = 0.f;
@@ -102,6 +124,7 @@ dnnl::algorithm Algorithm(Act act, float* alpha) {
   }
 }
 
+// Caller holds gMu.
 Plan& GetPlan(int64_t m, int64_t n, int64_t k, bool bias, Act act, bool residual) {
   const PlanKey key{m, n, k, bias, static_cast<int>(act), residual};
   auto it = gPlans.find(key);
@@ -125,123 +148,149 @@ Plan& GetPlan(int64_t m, int64_t n, int64_t k, bool bias, Act act, bool residual
   return gPlans.emplace(key, std::move(plan)).first->second;
 }
 
-// w (n, k) row-major in the plan's layout: reordered on first use, again when the weight changed (in-place
-// update, new storage) or the layout differs; entries of dead weights are dropped on the way.
-const at::Tensor& GetPacked(const at::Tensor& w, const memory::desc& want) {
-  const PackedKey key{w.data_ptr(), w.size(0), w.size(1), w.stride(0)};
-  auto it = gPacked.find(key);
-  if (it != gPacked.end() && !it->second.owner.expired() && it->second.version == w._version() &&
-      it->second.desc == want)
-    return it->second.bytes;
-  for (auto e = gPacked.begin(); e != gPacked.end();) e = e->second.owner.expired() ? gPacked.erase(e) : std::next(e);
-  const int64_t n = w.size(0), k = w.size(1);
-  at::Tensor plainW = w.contiguous();
-  // (n, k) row-major is the (k, n) matrix with strides (1, k): format "ba".
-  memory plain(memory::desc({k, n}, memory::data_type::f32, memory::format_tag::ba), Engine(), plainW.data_ptr());
-  at::Tensor bytes = at::empty({static_cast<int64_t>(want.get_size())}, w.options().dtype(at::kByte));
-  memory packed(want, Engine(), bytes.data_ptr());
-  dnnl::stream s(Engine());
-  dnnl::reorder(plain, packed).execute(s, plain, packed);
-  s.wait();
-  Packed entry{c10::weak_intrusive_ptr<c10::StorageImpl>(w.storage().getWeakStorageImpl()), w._version(), want, bytes};
-  return gPacked.insert_or_assign(key, std::move(entry)).first->second.bytes;
+// The layout oneDNN prefers for this weight. It depends on the CPU and on (n, k), not on the row count (checked
+// for 1 to 4096 rows), so one packing serves every call; a plan that wants another layout gets a per-call reorder.
+memory::desc PreferredLayout(int64_t n, int64_t k) {
+  std::lock_guard<std::mutex> lock(gMu);
+  return GetPlan(128, n, k, false, Act::kNone, false).weights;
 }
 
-// The fused path, or an undefined tensor when it does not apply.
-at::Tensor Fused(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, Act act, const at::Tensor& residual) {
+bool NoGradNeeded(const at::Tensor& x, const at::Tensor& b, const at::Tensor& r) {
+  if (!at::GradMode::is_enabled()) return true;
+  for (const at::Tensor* t : {&x, &b, &r})
+    if (t->defined() && t->requires_grad()) return false;
+  return true;
+}
+}  // namespace
+
+PackedPtr PackWeight(const at::Tensor& w) {
+  if (!gPrepack || !sgemm::Applies({&w}) || w.dim() != 2 || w.numel() == 0 || w.requires_grad()) return nullptr;
   const int64_t n = w.size(0), k = w.size(1);
-  const int64_t m = x.numel() / k;
+  const memory::desc want = PreferredLayout(n, k);
+  const at::Tensor plain = w.contiguous();
+  auto buffer = std::make_shared<Buffer>(at::empty({static_cast<int64_t>(want.get_size())}, w.options().dtype(at::kByte)));
+  Reorder(PlainDesc(n, k), plain.data_ptr(), want, buffer->bytes.data_ptr());
+  return std::make_shared<const PackedWeight>(PackedWeight{std::move(buffer), 0, n, k, want});
+}
+
+at::Tensor UnpackWeight(const PackedWeight& p) {
+  at::Tensor w = at::empty({p.n, p.k}, at::TensorOptions().dtype(at::kFloat));
+  Reorder(p.desc, p.data(), PlainDesc(p.n, p.k), w.data_ptr());
+  return w;
+}
+
+PackedPtr PackedRows(const PackedPtr& p, int64_t start, int64_t length) {
+  // In the usual AVX-512 layout (BA16a64b) blocks of 64 output rows are outermost: rows [64·i, 64·j) are one span of
+  // the buffer, itself laid out as a (k, 64·(j − i)) weight.
+  constexpr int64_t kBlock = 64;
+  const auto f32 = memory::data_type::f32;
+  const auto tag = memory::format_tag::BA16a64b;
+  if (start < 0 || length <= 0 || start + length > p->n || start % kBlock != 0 ||
+      (length % kBlock != 0 && start + length != p->n) || p->desc != memory::desc({p->k, p->n}, f32, tag))
+    return nullptr;
+  const int64_t blockElems = p->desc.data.format_desc.blocking.strides[1];  // elements per block of 64 rows
+  const int64_t offset = p->offset + (start / kBlock) * blockElems * 4;
+  return std::make_shared<const PackedWeight>(
+      PackedWeight{p->buffer, offset, length, p->k, memory::desc({p->k, length}, f32, tag)});
+}
+
+std::vector<int64_t> PackedSizes(const PackedWeight& p) { return {p.n, p.k}; }
+size_t PackedNbytes(const PackedWeight& p) { return p.desc.get_size(); }
+
+at::Tensor PackedLinear(const at::Tensor& x, const PackedWeight& w, const at::Tensor& b, Act act,
+                        const at::Tensor& residual) {
+  const int64_t n = w.n, k = w.k;
+  if (!sgemm::Applies({&x, &b, &residual}) || !NoGradNeeded(x, b, residual) || x.dim() < 1 || x.size(-1) != k ||
+      (b.defined() && (b.dim() != 1 || b.size(0) != n)))
+    return at::Tensor();
   std::vector<int64_t> shape = x.sizes().vec();
   shape.back() = n;
-  if (residual.defined() && residual.sizes().vec() != shape) return at::Tensor();
+  const int64_t m = x.numel() / k;
+  if (residual.defined() && residual.sizes().vec() != shape) {  // a broadcast residual: added after
+    at::Tensor y = PackedLinear(x, w, b, act, at::Tensor());
+    return y.defined() ? y + residual : y;
+  }
+  if (m == 0) return residual.defined() ? residual.clone() : at::empty(shape, x.options());
   const at::Tensor x2 = x.reshape({m, k}).contiguous();
   const at::Tensor r2 = residual.defined() ? residual.reshape({m, n}).contiguous() : at::Tensor();
-  at::Tensor y = at::empty({m, n}, x.options());
-  std::lock_guard<std::mutex> lock(gMu);
-  Plan& plan = GetPlan(m, n, k, b.defined(), act, residual.defined());
-  const at::Tensor& packed = GetPacked(w, plan.weights);
-  dnnl::engine& eng = Engine();
-  std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, memory(plan.src, eng, x2.data_ptr())},
-      {DNNL_ARG_WEIGHTS, memory(plan.weights, eng, packed.data_ptr())},
-      {DNNL_ARG_DST, memory(plan.dst, eng, y.data_ptr())}};
   const at::Tensor bias = b.defined() ? b.contiguous() : b;  // held until the primitive ran
-  if (bias.defined()) args.emplace(DNNL_ARG_BIAS, memory(plan.bias, eng, bias.data_ptr()));
+  at::Tensor y = at::empty({m, n}, x.options());
+  std::unique_lock<std::mutex> lock(gMu);
+  Plan& plan = GetPlan(m, n, k, b.defined(), act, residual.defined());
+  const dnnl::matmul prim = plan.prim;
+  const memory::desc src = plan.src, wants = plan.weights, bdesc = plan.bias, dst = plan.dst;
+  lock.unlock();
+  at::Tensor relaid;  // the weight in another layout, for a plan that wants one (not seen on x86-64)
+  void* wdata = w.data();
+  if (wants != w.desc) {
+    relaid = at::empty({static_cast<int64_t>(wants.get_size())}, x.options().dtype(at::kByte));
+    Reorder(w.desc, wdata, wants, relaid.data_ptr());
+    wdata = relaid.data_ptr();
+  }
+  dnnl::engine& eng = Engine();
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(src, eng, x2.data_ptr())},
+                                       {DNNL_ARG_WEIGHTS, memory(wants, eng, wdata)},
+                                       {DNNL_ARG_DST, memory(dst, eng, y.data_ptr())}};
+  if (bias.defined()) args.emplace(DNNL_ARG_BIAS, memory(bdesc, eng, bias.data_ptr()));
   if (residual.defined()) {
     const int index = act != Act::kNone ? 1 : 0;  // the binary post-op's position
-    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1, memory(plan.dst, eng, r2.data_ptr()));
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1, memory(dst, eng, r2.data_ptr()));
   }
   dnnl::stream s(eng);
-  plan.prim.execute(s, args);
+  prim.execute(s, args);
   s.wait();
   return y.view(shape);
 }
-#endif
 
-bool FusedApplies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const at::Tensor& r) {
-  if (!gPrepack || !sgemm::Applies({&x, &w, &b, &r}) || at::GradMode::is_enabled()) return false;
-  return x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1) && x.numel() > 0 && w.numel() > 0 &&
-         (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)));
+#else  // no oneDNN at build time: nothing is ever packed
+
+struct PackedWeight {};
+PackedPtr PackWeight(const at::Tensor&) { return nullptr; }
+at::Tensor UnpackWeight(const PackedWeight&) { throw std::logic_error("packed weights need oneDNN"); }
+PackedPtr PackedRows(const PackedPtr&, int64_t, int64_t) { return nullptr; }
+std::vector<int64_t> PackedSizes(const PackedWeight&) { return {}; }
+size_t PackedNbytes(const PackedWeight&) { return 0; }
+at::Tensor PackedLinear(const at::Tensor&, const PackedWeight&, const at::Tensor&, Act, const at::Tensor&) {
+  return at::Tensor();
 }
 
-at::Tensor LinearAct(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bOpt, Act act,
-                     const c10::optional<at::Tensor>& rOpt) {
-#ifdef DEDOS_DNNL
-  const at::Tensor b = bOpt.has_value() ? *bOpt : at::Tensor();
-  const at::Tensor r = rOpt.has_value() ? *rOpt : at::Tensor();
-  if (FusedApplies(x, w, b, r)) {
-    at::Tensor y = Fused(x, w, b, act, r);
+#endif
+
+// A linear op's weight argument: the packed path when it applies, else the plain tensor (unpacking a packed handle
+// for good) and the unfused ops.
+at::Tensor LinearActArg(const Napi::CallbackInfo& info, size_t xi, size_t wi, size_t bi, Act act, size_t ri) {
+  const at::Tensor x = ArgTensor(info, xi);
+  const c10::optional<at::Tensor> b = ArgOptTensor(info, bi);
+  const c10::optional<at::Tensor> r = ri < info.Length() ? ArgOptTensor(info, ri) : c10::nullopt;
+  if (PackedPtr p = ArgWeight(info, wi).packed) {
+    at::Tensor y = PackedLinear(x, *p, b.value_or(at::Tensor()), act, r.value_or(at::Tensor()));
     if (y.defined()) return y;
   }
-#endif
-  return Unfused(x, w, bOpt, act, rOpt);
+  return Unfused(x, ArgTensor(info, wi), b, act, r);
 }
-
-}  // namespace
 
 void InitPacked(Napi::Env env, Napi::Object exports) {
   DEDOS_OP("linearAct", {
     // linearAct(x, w, b|null, act, residual|null): act(x·Wᵀ + b) + residual
-    return dedos::Ret(env, LinearAct(dedos::ArgTensor(info, 0), dedos::ArgTensor(info, 1), dedos::ArgOptTensor(info, 2),
-                                     ParseAct(dedos::ArgString(info, 3)), dedos::ArgOptTensor(info, 4)));
+    return dedos::Ret(env, LinearActArg(info, 0, 1, 2, ParseAct(dedos::ArgString(info, 3)), 4));
   });
+  DEDOS_OP("prepackWeight", {
+    // prepackWeight(w): replaces the handle's plain tensor by its packed form; the plain bytes freed (0: left
+    // plain, because packing does not apply or other tensors share the storage).
+    return Napi::Number::New(env, static_cast<double>(dedos::PackHandle(info, 0)));
+  });
+  DEDOS_OP("isPrepacked", { return Napi::Boolean::New(env, dedos::ArgWeight(info, 0).packed != nullptr); });
   DEDOS_OP("setPrepack", {
     gPrepack = dedos::ArgBool(info, 0);
     return env.Undefined();
   });
-  DEDOS_OP("packedBytes", {
-    double bytes = 0;
-#ifdef DEDOS_DNNL
-    std::lock_guard<std::mutex> lock(gMu);
-    for (auto& e : gPacked) bytes += static_cast<double>(e.second.bytes.nbytes());
-#endif
-    return Napi::Number::New(env, bytes);
-  });
+  DEDOS_OP("packedBytes", { return Napi::Number::New(env, static_cast<double>(gPackedBytes.load())); });
   DEDOS_OP("prepackAvailable", {
 #ifdef DEDOS_DNNL
     return Napi::Boolean::New(env, gPrepack && sgemm::Enabled());
 #else
     return Napi::Boolean::New(env, false);
 #endif
-  });
-  DEDOS_OP("releasePacked", {
-    // releasePacked(all): drops the packed copies of weights that died (all = false) or every packed weight and
-    // plan (all = true); returns the bytes freed.
-    double bytes = 0;
-#ifdef DEDOS_DNNL
-    const bool all = dedos::ArgBool(info, 0);
-    std::lock_guard<std::mutex> lock(gMu);
-    for (auto e = gPacked.begin(); e != gPacked.end();) {
-      if (all || e->second.owner.expired()) {
-        bytes += static_cast<double>(e->second.bytes.nbytes());
-        e = gPacked.erase(e);
-      } else {
-        ++e;
-      }
-    }
-    if (all) gPlans.clear();
-#endif
-    return Napi::Number::New(env, bytes);
   });
 }
 

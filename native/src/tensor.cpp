@@ -8,7 +8,8 @@ namespace dedos {
 
 namespace {
 struct Slot {
-  at::Tensor tensor;
+  at::Tensor tensor;  // undefined while the slot holds a packed weight
+  PackedPtr packed;   // a prepacked linear weight (packed.h), instead of `tensor`
   uint32_t gen = 1;
   int64_t reported = 0;
 };
@@ -59,8 +60,17 @@ static Slot* Find(double id) {
   size_t idx = u & 0xFFFFFF;
   if (idx >= slots_.size()) return nullptr;
   Slot& s = slots_[idx];
-  if (s.gen != (u >> 24) || !s.tensor.defined()) return nullptr;
+  if (s.gen != (u >> 24) || (!s.tensor.defined() && s.packed == nullptr)) return nullptr;
   return &s;
+}
+
+// The plain tensor of a slot, unpacking a packed weight for good.
+static at::Tensor& Plain(Slot& s) {
+  if (s.packed != nullptr) {
+    s.tensor = UnpackWeight(*s.packed);
+    s.packed.reset();
+  }
+  return s.tensor;
 }
 
 at::Tensor& LookupTensor(Napi::Env env, const Napi::Value& v, const std::string& what) {
@@ -69,13 +79,14 @@ at::Tensor& LookupTensor(Napi::Env env, const Napi::Value& v, const std::string&
   if (napi_get_value_double(env, v, &id) != napi_ok) throw Napi::TypeError::New(env, what + " must be a tensor");
   Slot* s = Find(id);
   if (s == nullptr) throw Napi::Error::New(env, what + " is a tensor that was already disposed");
-  return s->tensor;
+  return Plain(*s);
 }
 
 bool FreeTensor(Napi::Env env, double id) {
   Slot* s = Find(id);
   if (s == nullptr) return false;
   s->tensor.reset();
+  s->packed.reset();
   if (s->reported > 0) {
     Napi::MemoryManagement::AdjustExternalMemory(env, -s->reported);
     reported_ -= s->reported;
@@ -90,12 +101,49 @@ bool FreeTensor(Napi::Env env, double id) {
 // ---- arguments ----
 static std::string where(size_t i) { return "argument " + std::to_string(i); }
 
-at::Tensor& ArgTensor(const Napi::CallbackInfo& info, size_t i) {
+static Slot& ArgSlot(const Napi::CallbackInfo& info, size_t i) {
   // The hot path: no message string is built unless the lookup fails.
   double id;
   if (napi_get_value_double(info.Env(), info[i], &id) == napi_ok)
-    if (Slot* s = Find(id)) return s->tensor;
-  return LookupTensor(info.Env(), info[i], where(i));
+    if (Slot* s = Find(id)) return *s;
+  LookupTensor(info.Env(), info[i], where(i));  // throws the right error
+  throw std::logic_error("unreachable");
+}
+
+at::Tensor& ArgTensor(const Napi::CallbackInfo& info, size_t i) { return Plain(ArgSlot(info, i)); }
+
+WeightArg ArgWeight(const Napi::CallbackInfo& info, size_t i) {
+  Slot& s = ArgSlot(info, i);
+  return {s.packed, s.packed != nullptr ? nullptr : &s.tensor};
+}
+
+TensorMeta ArgMeta(const Napi::CallbackInfo& info, size_t i) {
+  Slot& s = ArgSlot(info, i);
+  if (s.packed != nullptr) return {at::kFloat, at::Device(at::kCPU), PackedSizes(*s.packed), false, true};
+  const at::Tensor& t = s.tensor;
+  return {t.scalar_type(), t.device(), t.sizes().vec(), t.requires_grad(), t.is_contiguous()};
+}
+
+size_t PackHandle(const Napi::CallbackInfo& info, size_t i) {
+  Slot& s = ArgSlot(info, i);
+  if (s.packed != nullptr) return 0;
+  at::Tensor& t = s.tensor;
+  // Only a sole owner frees the plain bytes: packing a tensor that other handles or views share would add a copy.
+  if (!t.has_storage() || t.use_count() != 1 || t.storage().use_count() != 1 || !t.is_contiguous() ||
+      t.storage_offset() != 0 || t.storage().nbytes() != t.nbytes())
+    return 0;
+  PackedPtr p = PackWeight(t);
+  if (p == nullptr) return 0;
+  const size_t freed = t.nbytes();
+  s.packed = std::move(p);
+  t.reset();
+  return freed;
+}
+
+Napi::Value RetPacked(Napi::Env env, PackedPtr p) {
+  const double id = StoreTensor(env, at::Tensor());
+  slots_[static_cast<uint64_t>(id) & 0xFFFFFF].packed = std::move(p);
+  return Napi::Number::New(env, id);
 }
 
 c10::optional<at::Tensor> ArgOptTensor(const Napi::CallbackInfo& info, size_t i) {
@@ -253,6 +301,12 @@ void ThrowOpError(Napi::Env env, const char* op, const char* what) {
 }
 
 // ---- data in and out ----
+static Napi::Array Shape(Napi::Env env, const std::vector<int64_t>& sizes) {
+  Napi::Array shp = Napi::Array::New(env, sizes.size());
+  for (size_t k = 0; k < sizes.size(); k++) shp.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(sizes[k])));
+  return shp;
+}
+
 static size_t ElemSize(at::ScalarType st) { return c10::elementSize(st); }
 
 void InitTensorData(Napi::Env env, Napi::Object exports) {
@@ -324,33 +378,27 @@ void InitTensorData(Napi::Env env, Napi::Object exports) {
     if (s.isIntegral(false)) return Napi::Number::New(env, static_cast<double>(s.toLong()));
     return Napi::Number::New(env, s.toDouble());
   });
+  // Metadata reads (info, shape, dtype, device, isContiguous) leave a packed weight packed.
   DEDOS_OP("info", {
     // [dtypeCode, deviceString, shape, requiresGrad]
-    at::Tensor& t = dedos::ArgTensor(info, 0);
+    const dedos::TensorMeta t = dedos::ArgMeta(info, 0);
     Napi::Array a = Napi::Array::New(env, 4);
-    a.Set(0u, Napi::Number::New(env, static_cast<int>(t.scalar_type())));
-    a.Set(1u, Napi::String::New(env, t.device().str()));
-    Napi::Array shp = Napi::Array::New(env, t.dim());
-    for (int64_t k = 0; k < t.dim(); k++) shp.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(t.size(k))));
-    a.Set(2u, shp);
-    a.Set(3u, Napi::Boolean::New(env, t.requires_grad()));
+    a.Set(0u, Napi::Number::New(env, static_cast<int>(t.dtype)));
+    a.Set(1u, Napi::String::New(env, t.device.str()));
+    a.Set(2u, Shape(env, t.sizes));
+    a.Set(3u, Napi::Boolean::New(env, t.requiresGrad));
     return a;
   });
-  DEDOS_OP("shape", {
-    at::Tensor& t = dedos::ArgTensor(info, 0);
-    Napi::Array shp = Napi::Array::New(env, t.dim());
-    for (int64_t k = 0; k < t.dim(); k++) shp.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(t.size(k))));
-    return shp;
-  });
+  DEDOS_OP("shape", { return Shape(env, dedos::ArgMeta(info, 0).sizes); });
   DEDOS_OP("strides", {
     at::Tensor& t = dedos::ArgTensor(info, 0);
     Napi::Array s = Napi::Array::New(env, t.dim());
     for (int64_t k = 0; k < t.dim(); k++) s.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(t.stride(k))));
     return s;
   });
-  DEDOS_OP("dtype", { return Napi::Number::New(env, static_cast<int>(dedos::ArgTensor(info, 0).scalar_type())); });
-  DEDOS_OP("device", { return Napi::String::New(env, dedos::ArgTensor(info, 0).device().str()); });
-  DEDOS_OP("isContiguous", { return Napi::Boolean::New(env, dedos::ArgTensor(info, 0).is_contiguous()); });
+  DEDOS_OP("dtype", { return Napi::Number::New(env, static_cast<int>(dedos::ArgMeta(info, 0).dtype)); });
+  DEDOS_OP("device", { return Napi::String::New(env, dedos::ArgMeta(info, 0).device.str()); });
+  DEDOS_OP("isContiguous", { return Napi::Boolean::New(env, dedos::ArgMeta(info, 0).contiguous); });
   DEDOS_OP("storageNbytes", {
     at::Tensor& t = dedos::ArgTensor(info, 0);
     return Napi::Number::New(env, t.has_storage() ? static_cast<double>(t.storage().nbytes()) : 0.0);

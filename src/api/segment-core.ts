@@ -9,6 +9,7 @@ import { imageToTensor } from "../data/image-tensor.js";
 import type { DedosConfig } from "../dedos/config.js";
 import { DedosModel } from "../dedos/model.js";
 import { createModel } from "../models/factory.js";
+import { prepackForInference } from "../torch/nn/prepack.js";
 import { noGrad, tidy, trimCache } from "../torch/tensor.js";
 
 /** How to build a segmenter's model (plain data: it crosses to the worker thread). */
@@ -69,6 +70,8 @@ export function buildSegmentationModel(spec: ModelSpec): CatSegModel | DedosMode
         "(--sd DIR), the stable-diffusion-2-base folder in diffusers layout",
     );
   }
+  // Inference only: frozen, and the linear weights prepacked (one copy each, matmuls with fused epilogues).
+  prepackForInference(model.eval().requiresGrad_(false));
   return model;
 }
 

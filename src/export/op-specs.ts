@@ -211,7 +211,7 @@ export const PASS_THROUGH = new Set<string>([
   "setPrepack",
   "prepackAvailable",
   "packedBytes",
-  "releasePacked",
+  "isPrepacked",
 ]);
 
 /** Functions that hand tensor data to JavaScript: allowed on constants only (the graph could not follow). */

@@ -16,5 +16,6 @@ export {
   StateDictError,
   StateDictValueError,
 } from "./nn/module.js";
+export { type PrepackReport, prepackForInference } from "./nn/prepack.js";
 export * from "./optim.js";
 export * from "./tensor.js";

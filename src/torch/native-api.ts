@@ -50,6 +50,7 @@ export type NativeAllocatorStats = {
   hits: number;
   misses: number;
   newBytes: number;
+  peakInUseBytes: number;
 };
 
 /** A 2-D convolution's arguments: input, weight, bias, then stride, padding, dilation, groups. */
@@ -594,12 +595,17 @@ export interface NativeAddon {
     act: LinearActivation,
     residual: NativeTensor | null,
   ): NativeTensor;
+  /**
+   * Replaces the handle's plain weight by its oneDNN-packed form (the linear ops read it as it is; any other use
+   * unpacks it for good). Returns the plain bytes freed: 0 when it stays plain (no oneDNN, not a 2-d CPU float32
+   * tensor, a gradient required, or other tensors sharing its storage).
+   */
+  prepackWeight(w: NativeTensor): number;
+  isPrepacked(w: NativeTensor): boolean;
   setPrepack(on: boolean): void;
   prepackAvailable(): boolean;
-  /** Bytes held by packed weight copies. */
+  /** Bytes held by packed weights. */
   packedBytes(): number;
-  /** Drops packed copies of dead weights (or all of them); returns the bytes freed. */
-  releasePacked(all: boolean): number;
 
   // ---- addon.cpp ----
   /** libtorch's and OpenBLAS's thread count (≥ 1). */
@@ -852,7 +858,8 @@ export const NATIVE_OPS = [
   "setPrepack",
   "prepackAvailable",
   "packedBytes",
-  "releasePacked",
+  "prepackWeight",
+  "isPrepacked",
   "setNumThreads",
   "getNumThreads",
   "hasCuda",

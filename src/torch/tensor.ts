@@ -926,6 +926,8 @@ export interface AllocatorStats {
   misses: number;
   /** Capacity of all new blocks so far. */
   newBytes: number;
+  /** Most large-block bytes in use at once since the previous reading (each reading starts a new peak). */
+  peakInUseBytes: number;
 }
 export function allocatorStats(): AllocatorStats {
   return N.allocatorStats() as AllocatorStats;
@@ -936,10 +938,8 @@ export function allocatorStats(): AllocatorStats {
  * work (an image, a training step), it bounds the cache by what the workload reuses. Returns the bytes freed.
  */
 export function trimCache(): number {
-  N.releasePacked(false);
   return N.trimCache();
 }
 export function emptyCache(): void {
-  N.releasePacked(false); // packed copies of weights that were disposed
   N.emptyCache();
 }

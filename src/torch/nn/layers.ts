@@ -38,6 +38,9 @@ export class Linear extends Module {
   get bias(): Tensor | null {
     return this.has("bias") ? this.get("bias") : null;
   }
+  override linearWeights(): Tensor[] {
+    return [this.weight];
+  }
   /**
    * x·Wᵀ + b, optionally followed by an activation and a residual add — fused into the product at inference
    * (F.linearAct); exactly F.linear, activation, add otherwise.
@@ -232,6 +235,9 @@ export class MultiheadAttention extends Module {
     this.param("in_proj_bias", zeros([3 * embedDim]));
     this.outProj = this.child("out_proj", new Linear(embedDim, embedDim, true, o));
     noGrad(() => this.outProj.bias?.zero_());
+  }
+  override linearWeights(): Tensor[] {
+    return [this.get("in_proj_weight")];
   }
   /**
    * Self-attention over x (L, B, E) with an additive mask (L, L) or (B·heads, L, L); `residual` (L, B, E) is

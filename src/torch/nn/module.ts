@@ -150,6 +150,14 @@ export abstract class Module {
     b.t = keep(t);
   }
 
+  /**
+   * The tensors this module itself uses only as linear-layer weights (y = x·Wᵀ + b, through F.linear / F.linearAct):
+   * what prepackForInference may pack. None by default.
+   */
+  linearWeights(): Tensor[] {
+    return [];
+  }
+
   children(): [string, Module][] {
     return [...this._children];
   }
