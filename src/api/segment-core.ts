@@ -70,8 +70,11 @@ export function buildSegmentationModel(spec: ModelSpec): CatSegModel | DedosMode
         "(--sd DIR), the stable-diffusion-2-base folder in diffusers layout",
     );
   }
-  // Inference only: frozen, and the linear weights prepacked (one copy each, matmuls with fused epilogues).
+  // Inference only: frozen, and the linear weights prepacked (one copy each, matmuls with fused epilogues),
+  // the Stable Diffusion branch's too (held beside the model, not as its child).
   prepackForInference(model.eval().requiresGrad_(false));
+  const sd = model instanceof DedosModel ? model.diffusionBranch?.folder : undefined;
+  for (const m of sd ? [sd.unet, sd.vae] : []) prepackForInference(m.eval().requiresGrad_(false));
   return model;
 }
 

@@ -136,7 +136,11 @@ describe("prepacked linear weights (oneDNN matmul with fused epilogue)", () => {
           assert.deepEqual(rows.shape, [length, 32]);
           const ref = reference(x, plain.narrow(0, start, length), null, "gelu");
           assert.ok(maxAbs(F.linearAct(x, rows, null, "gelu"), ref) <= 1e-5);
-          assert.equal(same(rows, plain.narrow(0, start, length)), true, "a packed slice unpacks to its rows");
+          assert.equal(
+            same(rows, plain.narrow(0, start, length)),
+            true,
+            "a packed slice unpacks to its rows",
+          );
         }
         assert.equal(native.isPrepacked(packed.handle), true, "slicing left the weight packed");
         const odd = packed.narrow(0, 10, 100);
