@@ -49,10 +49,8 @@ export function clipVisionCase(spec: Record<string, unknown>) {
 }
 
 /** One of the engine's reference kernels (common.ts referenceKernels: the same cases as bench/engine). */
-function kernel(name: string): () => void {
-  const all = referenceKernels();
-  for (const k of all) if (!k.name.startsWith(name)) k.dispose();
-  const k = all.find((x) => x.name.startsWith(name))!;
+function kernel(name: "matmul" | "conv"): () => void {
+  const k = referenceKernels(name)[0]!;
   return () => noGrad(k.run);
 }
 
@@ -61,7 +59,7 @@ const clipPreset = (spec: Record<string, unknown>) =>
 
 export const DEDOS_CASES: Record<string, CaseFactory> = {
   matmul: () => kernel("matmul"),
-  conv: () => kernel("conv3x3"),
+  conv: () => kernel("conv"),
   "tiny-op": (spec) => {
     const [a, b] = [randn([1]), randn([1])];
     const n = Number(spec.calls);

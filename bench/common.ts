@@ -214,28 +214,32 @@ export interface ReferenceKernel {
  * The engine's reference kernels, the same two cases everywhere: matmul 1024³ and a 3×3 conv with
  * 320 → 320 channels at 64×64 (names match the PyTorch reference's keys).
  */
-export function referenceKernels(): ReferenceKernel[] {
+export function referenceKernels(only?: "matmul" | "conv"): ReferenceKernel[] {
+  // Only the kernels asked for are made: a bench measuring one keeps the other's inputs out of its peak RSS.
   const g = new Generator(0);
-  const [a, b, x, w] = tidy(() => [
-    randn([1024, 1024], { generator: g }),
-    randn([1024, 1024], { generator: g }),
-    randn([1, 320, 64, 64], { generator: g }),
-    randn([320, 320, 3, 3], { generator: g }),
-  ]);
-  return [
-    {
+  const out: ReferenceKernel[] = [];
+  if (only !== "conv") {
+    const [a, b] = tidy(() => [randn([1024, 1024], { generator: g }), randn([1024, 1024], { generator: g })]);
+    out.push({
       name: "matmul 1024³",
       gflop: (2 * 1024 ** 3) / 1e9,
       run: () => a.matmul(b).dispose(),
       dispose: () => dispose([a, b]),
-    },
-    {
+    });
+  }
+  if (only !== "matmul") {
+    const [x, w] = tidy(() => [
+      randn([1, 320, 64, 64], { generator: g }),
+      randn([320, 320, 3, 3], { generator: g }),
+    ]);
+    out.push({
       name: "conv3x3 320ch 64²",
       gflop: (2 * 320 * 320 * 9 * 64 * 64) / 1e9,
       run: () => F.conv2d(x, w, null, { padding: 1 }).dispose(),
       dispose: () => dispose([x, w]),
-    },
-  ];
+    });
+  }
+  return out;
 }
 
 /** The reference kernels' median times (reps, warm-up per kernel). */
