@@ -1,11 +1,9 @@
 // The dedos engine's side of the cases of bench/cases.ts: one factory per case id (the same ids as
 // bench/reference/worker.py), each building the case from its spec and returning one call of it that frees
 // everything it allocates. Random weights (seeded); under noGrad unless the case is a backward.
-import { buildSegmentationModel, segmentRgb } from "../src/api/segment-core.js";
 import { CLIP_PRESETS } from "../src/clip/config.js";
 import { ClipTextEncoder, ResidualAttentionBlock } from "../src/clip/text.js";
 import { ClipVisionEncoder } from "../src/clip/vision.js";
-import { readImageFile } from "../src/data/image-decode.js";
 import { SD_PRESETS } from "../src/diffusion/config.js";
 import { UNet2DConditionModel } from "../src/diffusion/unet.js";
 import {
@@ -93,7 +91,10 @@ export const DEDOS_CASES: Record<string, CaseFactory> = {
         }),
       );
   },
-  "segment-image": (spec) => {
+  "segment-image": async (spec) => {
+    // Loaded here: the image decoder (sharp) and the Segmenter's pipeline would add ~30 MB to every case's RSS.
+    const { buildSegmentationModel, segmentRgb } = await import("../src/api/segment-core.js");
+    const { readImageFile } = await import("../src/data/image-decode.js");
     const model = buildSegmentationModel({
       config: String(spec.config),
       weights: "random",

@@ -18,7 +18,8 @@ export interface Sample {
  * before its promise settles, for engines whose API is asynchronous).
  */
 export type CaseRun = () => void | Promise<void>;
-export type CaseFactory = (spec: Record<string, unknown>, threads: number) => CaseRun;
+/** Makes a case ready; may load what only it needs (so the other cases' processes do not carry it). */
+export type CaseFactory = (spec: Record<string, unknown>, threads: number) => CaseRun | Promise<CaseRun>;
 
 /** Prefix of the protocol's reply lines, so that anything else a library prints to stdout is not mistaken. */
 export const REPLY_PREFIX = "@@bench ";
@@ -89,7 +90,7 @@ export async function serve(
         const t0 = performance.now();
         const factory = factories[String(req.case)];
         if (!factory) throw new Error(`unknown case ${String(req.case)}`);
-        run = factory(req.spec as Record<string, unknown>, threads);
+        run = await factory(req.spec as Record<string, unknown>, threads);
         for (let i = 0; i < Number(req.warmup ?? 1); i++) await run();
         reply({ setupMs: performance.now() - t0, rssMb: statusMb("VmRSS"), info: info() });
       } else if (req.op === "sample") {
