@@ -228,9 +228,10 @@ export function referenceKernels(only?: "matmul" | "conv"): ReferenceKernel[] {
     });
   }
   if (only !== "matmul") {
+    // Channels-last input and weights, as the PyTorch reference (its CPU performance guide's advice).
     const [x, w] = tidy(() => [
-      randn([1, 320, 64, 64], { generator: g }),
-      randn([320, 320, 3, 3], { generator: g }),
+      randn([1, 320, 64, 64], { generator: g }).contiguous("channelsLast"),
+      randn([320, 320, 3, 3], { generator: g }).contiguous("channelsLast"),
     ]);
     out.push({
       name: "conv3x3 320ch 64²",

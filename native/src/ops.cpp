@@ -62,6 +62,10 @@ void InitTensorOps(Napi::Env env, Napi::Object exports) {
     return dedos::Ret(env, dedos::ArgTensor(info, 0).transpose(dedos::ArgInt(info, 1), dedos::ArgInt(info, 2)));
   });
   DEDOS_OP("contiguous", { return dedos::Ret(env, dedos::ArgTensor(info, 0).contiguous()); });
+  // (N, C, H, W) stored channels-last (NHWC in memory): oneDNN's convolutions read and write it without reorders.
+  DEDOS_OP("contiguousChannelsLast", {
+    return dedos::Ret(env, dedos::ArgTensor(info, 0).contiguous(at::MemoryFormat::ChannelsLast));
+  });
   DEDOS_OP("flatten", {
     return dedos::Ret(env, dedos::ArgTensor(info, 0).flatten(dedos::ArgInt(info, 1), dedos::ArgInt(info, 2)));
   });

@@ -46,6 +46,7 @@ const UNARY = [
   "relu",
   "quickGelu",
   "contiguous",
+  "contiguousChannelsLast",
   "clone",
   "detach",
   "zerosLike",

@@ -148,6 +148,7 @@ export interface NativeAddon {
   permute(t: NativeTensor, dims: NativeInts): NativeTensor;
   transpose(t: NativeTensor, dim0: number, dim1: number): NativeTensor;
   contiguous(t: NativeTensor): NativeTensor;
+  contiguousChannelsLast(t: NativeTensor): NativeTensor;
   flatten(t: NativeTensor, startDim: number, endDim: number): NativeTensor;
   unsqueeze(t: NativeTensor, dim: number): NativeTensor;
   /** Removes `dim` (every size-1 dimension when null). */
@@ -662,6 +663,7 @@ export const NATIVE_OPS = [
   "permute",
   "transpose",
   "contiguous",
+  "contiguousChannelsLast",
   "flatten",
   "unsqueeze",
   "squeeze",

@@ -259,8 +259,15 @@ export class Tensor {
   detach(): Tensor {
     return new Tensor(N.detach(this.handle));
   }
-  contiguous(): Tensor {
-    return new Tensor(N.contiguous(this.handle));
+  /**
+   * The same values in row-major memory, or with `"channelsLast"` a 4-d (N, C, H, W) tensor stored as
+   * (N, H, W, C): PyTorch's memory_format=torch.channels_last, the layout oneDNN convolutions run without
+   * reorders (their output keeps it). Returns this tensor's storage when it is already laid out so.
+   */
+  contiguous(memoryFormat: "contiguous" | "channelsLast" = "contiguous"): Tensor {
+    return new Tensor(
+      memoryFormat === "channelsLast" ? N.contiguousChannelsLast(this.handle) : N.contiguous(this.handle),
+    );
   }
 
   // ---- shape ----

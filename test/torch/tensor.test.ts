@@ -5,6 +5,7 @@ import {
   cat,
   type DType,
   einsum,
+  F,
   Generator,
   kron,
   ones,
@@ -94,6 +95,21 @@ describe("shape and indexing ops", () => {
     assert.deepEqual(vals(p.contiguous()).slice(0, 6), [0, 4, 8, 12, 16, 20]);
     assert.deepEqual(vals(x.transpose(0, 2)).slice(0, 3), [0, 12, 4]);
   });
+  it("contiguous('channelsLast'): NHWC strides, the same values, a conv keeps the layout and its values", () =>
+    tidy(() => {
+      const g = new Generator(3);
+      const t = randn([2, 5, 4, 3], { generator: g }); // (N, C, H, W)
+      const cl = t.contiguous("channelsLast");
+      assert.deepEqual(cl.strides, [60, 1, 15, 5], "(N, H, W, C) in memory");
+      assert.equal(cl.isContiguous(), false);
+      assert.deepEqual(vals(cl), vals(t));
+      assert.equal(cl.contiguous().isContiguous(), true);
+      const w = randn([6, 5, 3, 3], { generator: g });
+      const y = F.conv2d(cl, w.contiguous("channelsLast"), null, { padding: 1 });
+      assert.deepEqual(y.strides, [72, 1, 18, 6], "the output stays channels-last");
+      const ref = F.conv2d(t, w, null, { padding: 1 });
+      assert.ok(y.sub(ref).abs().max().item() <= 1e-5);
+    }));
   it("slice, narrow, select, indexSelect, gather, index", () => {
     assert.deepEqual(vals(x.slice(2, 1, 3)), [1, 2, 5, 6, 9, 10, 13, 14, 17, 18, 21, 22]);
     assert.deepEqual(vals(x.slice(2, -1)), [3, 7, 11, 15, 19, 23]);

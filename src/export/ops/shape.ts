@@ -36,6 +36,7 @@ export const SHAPE_OPS: Record<string, Converter> = {
     c.node("Unsqueeze", [c.x(0), c.b.int64s([axis(c.v<number>(1), r)])], undefined, [c.out()]);
   },
   contiguous: alias,
+  contiguousChannelsLast: alias, // a memory layout: the same values
   clone: alias,
   detach: alias,
   permute: (c) => {
