@@ -34,7 +34,9 @@ static std::string Key(const at::Tensor& p) { return c10::guts::to_string(p.unsa
 
 void InitAutograd(Napi::Env env, Napi::Object exports) {
   DEDOS_OP("setRequiresGrad", {
-    dedos::ArgTensor(info, 0).requires_grad_(dedos::ArgBool(info, 1));
+    // A packed weight needs no gradient already: freezing a prepacked model again leaves it packed.
+    const bool on = dedos::ArgBool(info, 1);
+    if (on || dedos::ArgWeight(info, 0).packed == nullptr) dedos::ArgTensor(info, 0).requires_grad_(on);
     return info[0];
   });
   DEDOS_OP("requiresGrad", { return Napi::Boolean::New(env, dedos::ArgMeta(info, 0).requiresGrad); });

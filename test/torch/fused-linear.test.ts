@@ -102,6 +102,7 @@ describe("prepacked linear weights (oneDNN matmul with fused epilogue)", () => {
         assert.equal(packed.device, "cpu");
         assert.equal(packed.requiresGrad, false);
         assert.equal(packed.isContiguous(), true);
+        packed.requiresGrad_(false); // freezing a prepacked model again
         assert.equal(native.isPrepacked(packed.handle), true, "metadata reads do not unpack");
         assert.equal(same(packed, plain), true, "unpacked values are the plain ones, bit for bit");
         assert.equal(native.isPrepacked(packed.handle), false);
