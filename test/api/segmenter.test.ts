@@ -57,9 +57,10 @@ describe("Segmenter", () => {
     await seg.dispose();
   });
 
-  it("does not block the event loop: a 10 ms timer keeps ticking during create and segment", async () => {
+  it("does not block the event loop: it stays idle, and a 10 ms timer keeps ticking, during create and segment", async () => {
     let ticks = 0;
     const timer = setInterval(() => ticks++, 10);
+    const elu = performance.eventLoopUtilization();
     const t0 = performance.now();
     const seg = await Segmenter.create({ config: TINY, weights: "random", seed: 4 });
     const images = [
@@ -69,14 +70,18 @@ describe("Segmenter", () => {
     ];
     const results = await seg.segment([...images, ...images], "person; sky; cup; cat");
     const ms = performance.now() - t0;
+    // The share of the time the main thread's loop was busy rather than waiting: the engine's work would make it
+    // ≈ 1. Unlike the tick count it does not drop when other processes take the CPU (the loop then waits longer).
+    const busy = performance.eventLoopUtilization(elu).utilization;
     clearInterval(timer);
     await seg.dispose();
     assert.equal(results.length, 6);
     const expected = ms / 10;
     assert.ok(ms > 300, `the run took only ${ms.toFixed(0)} ms: too short to measure`);
+    assert.ok(busy < 0.3, `the event loop was busy ${(busy * 100).toFixed(0)} % of ${ms.toFixed(0)} ms`);
     assert.ok(
-      ticks >= 0.8 * expected,
-      `${ticks} ticks in ${ms.toFixed(0)} ms (expected ≥ ${(0.8 * expected).toFixed(0)})`,
+      ticks >= 0.5 * expected,
+      `${ticks} ticks in ${ms.toFixed(0)} ms (expected ≥ ${(0.5 * expected).toFixed(0)})`,
     );
   });
 
