@@ -78,17 +78,20 @@ export async function launchWorkers(
   o: LaunchOptions,
   extra: readonly string[] = [],
 ): Promise<number> {
-  const codes = await dist.spawnWorkers(
-    process.argv[1]!,
-    [command, ...withoutLauncherFlags(argv), ...extra],
-    {
+  let codes: number[];
+  try {
+    codes = await dist.spawnWorkers(process.argv[1]!, [command, ...withoutLauncherFlags(argv), ...extra], {
       nproc: o.nproc,
       nnodes: o.nnodes,
       nodeRank: o.nodeRank,
       addr: o.addr,
       port: o.port,
-    },
-  );
+    });
+  } catch (e) {
+    // Stopped by a signal (passed on to the workers, who have exited): end by the same signal, as a shell expects.
+    if (e instanceof dist.WorkerFailedError && e.interruptedBy) process.kill(process.pid, e.interruptedBy);
+    throw e;
+  }
   return codes.every((c) => c === 0) ? 0 : 1;
 }
 

@@ -234,16 +234,26 @@ export interface WorkerExit {
   signal: NodeJS.Signals | null;
 }
 
-/** Thrown by `spawnWorkers` when a worker exits with a non-zero code or a signal. */
+/**
+ * Thrown by `spawnWorkers` when a worker exits with a non-zero code or a signal; `interruptedBy` is the signal the
+ * launcher received and passed on to the workers, if that is why they stopped.
+ */
 export class WorkerFailedError extends Error {
-  constructor(readonly exits: WorkerExit[]) {
+  constructor(
+    readonly exits: WorkerExit[],
+    readonly interruptedBy: NodeJS.Signals | null = null,
+  ) {
     const bad = exits
       .filter((e) => e.code !== 0)
       .map((e) => `rank ${e.rank} ${e.signal ? `killed by ${e.signal}` : `exited with code ${e.code}`}`);
-    super(`dist.spawnWorkers: ${bad.join(", ")}`);
+    const why = interruptedBy ? `interrupted by ${interruptedBy}, passed on to the workers: ` : "";
+    super(`dist.spawnWorkers: ${why}${bad.join(", ")}`);
     this.name = "WorkerFailedError";
   }
 }
+
+/** Signals a launcher passes on to its workers (Ctrl-C, a job scheduler's stop, a closed terminal). */
+const FORWARDED_SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 /**
  * Starts `nproc` Node processes running `script args…` with DEDOS_RANK, DEDOS_WORLD_SIZE, DEDOS_MASTER_ADDR and
@@ -290,6 +300,15 @@ export async function spawnWorkers(script: string, args: string[], opts: SpawnOp
     }),
   );
 
+  // A signal to the launcher goes to every worker still running, so none is left orphaned; the launcher's own
+  // default action (ending at once) waits until they have exited.
+  let received: NodeJS.Signals | null = null;
+  const forward = (signal: NodeJS.Signals) => {
+    received = signal;
+    for (const child of children)
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+  };
+  for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
   const exits = await Promise.all(
     children.map(
       (child, rank) =>
@@ -323,7 +342,9 @@ export async function spawnWorkers(script: string, args: string[], opts: SpawnOp
           });
         }),
     ),
-  );
-  if (exits.some((e) => e.code !== 0)) throw new WorkerFailedError(exits);
+  ).finally(() => {
+    for (const signal of FORWARDED_SIGNALS) process.off(signal, forward);
+  });
+  if (received || exits.some((e) => e.code !== 0)) throw new WorkerFailedError(exits, received);
   return exits.map((e) => e.code ?? -1);
 }

@@ -166,7 +166,29 @@ function initTimeout(): void {
   process.exit(3);
 }
 
+// A launcher of two workers that wait until stopped: the test signals the launcher and checks that the workers
+// were stopped too (launch-sleepers runs spawnWorkers; sleep is each worker).
+async function launchSleepers(): Promise<void> {
+  try {
+    await dist.spawnWorkers(process.argv[1]!, ["sleep"], {
+      nproc: 2,
+      onLine: (rank, _stream, line) => console.log(`W${rank} ${line}`),
+    });
+    console.log("NO ERROR");
+  } catch (e) {
+    if (!(e instanceof dist.WorkerFailedError)) throw e;
+    console.log(`INTERRUPTED ${e.interruptedBy} ${JSON.stringify(e.exits.map((x) => x.signal))}`);
+  }
+}
+
+function sleepUntilStopped(): void {
+  console.log(`PID ${process.pid}`);
+  setInterval(() => {}, 1000);
+}
+
 if (scenario === "collectives") await collectives();
+else if (scenario === "launch-sleepers") await launchSleepers();
+else if (scenario === "sleep") sleepUntilStopped();
 else if (scenario === "peer-exit-1") await peerExit(1);
 else if (scenario === "peer-exit-0") await peerExit(0);
 else if (scenario === "peer-stall") await peerStall();

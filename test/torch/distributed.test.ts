@@ -1,7 +1,9 @@
 // Process-group collectives over c10d/Gloo: two real processes over loopback (dist-worker.js), plus the
 // single-process API surface and error paths.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { dist, tensor } from "../../src/torch/index.js";
@@ -113,6 +115,29 @@ describe("dist (two processes over loopback)", { concurrency: true }, () => {
     const { ms, message } = caught(lines[0]!);
     assert.match(message, /^distInit: .*127\.0\.0\.1:\d+ \(rank 0 of 2, timeout 1000 ms\) failed: /);
     assert.ok(ms < 5000, `took ${ms} ms`);
+  });
+
+  it("a signal to the launcher stops every worker; spawnWorkers then rejects naming it", async () => {
+    const launcher = spawn(process.execPath, [WORKER, "launch-sleepers"], {
+      env: { ...process.env, ...ENV },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const lines: string[] = [];
+    const pids: number[] = [];
+    const exited = new Promise<number | null>((resolve) => launcher.on("exit", (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: launcher.stdout! }).on("line", (line) => {
+        lines.push(line);
+        const m = /^W\d PID (\d+)$/.exec(line);
+        if (m) pids.push(Number(m[1]));
+        if (pids.length === 2) resolve();
+      });
+      launcher.on("exit", () => reject(new Error(`the launcher exited early:\n${lines.join("\n")}`)));
+    });
+    launcher.kill("SIGTERM");
+    assert.equal(await exited, 0, lines.join("\n"));
+    assert.ok(lines.includes('INTERRUPTED SIGTERM ["SIGTERM","SIGTERM"]'), lines.join("\n"));
+    for (const pid of pids) assert.throws(() => process.kill(pid, 0), /ESRCH/, `worker ${pid} still runs`);
   });
 
   it("spawnWorkers rejects when a worker fails", async () => {
