@@ -14,8 +14,19 @@ import { readLabelMap } from "../../src/data/labels.js";
 import { DedosModel } from "../../src/dedos/model.js";
 import { DiffusionBranch } from "../../src/diffusion/branch.js";
 import { createModel, saveModel } from "../../src/models/factory.js";
+import { nn, prepackForInference } from "../../src/torch/index.js";
 import { saveSafetensors } from "../../src/torch/io/load.js";
-import { Generator, noGrad, rand, randint, randn, type Tensor, tidy } from "../../src/torch/tensor.js";
+import { native } from "../../src/torch/native.js";
+import {
+  dispose,
+  Generator,
+  noGrad,
+  rand,
+  randint,
+  randn,
+  type Tensor,
+  tidy,
+} from "../../src/torch/tensor.js";
 import { DEFAULT_SOLVER, maskFrozenGradients, setupTrainable } from "../../src/train/solver.js";
 import { tinyDedosConfig, tinyDiffusion } from "../tiny-models.js";
 
@@ -75,6 +86,43 @@ describe("DEDOS model", () => {
       dedos.dispose();
       catseg.dispose();
     }
+  });
+
+  test("prepacked for inference with its Stable Diffusion branch (as the Segmenter builds it): the same outputs", () => {
+    const config = tinyDedosConfig(); // diffusion conditioning: the proxy queries run inside the UNet
+    const own = tinyDiffusion(6);
+    const model = new DedosModel(config, { generator: new Generator(31) }).eval();
+    model.attachDiffusion(new DiffusionBranch(own, config.diffusion));
+    noGrad(() => {
+      for (const [k, p] of model.injection!.namedParameters())
+        if (k.startsWith("fuse.")) p.copy_(randn(p.shape, { generator: new Generator(12) }).mul(0.1));
+    });
+    const img = images(1, 13);
+    const text = unitText(4, 14);
+    const before = noGrad(() => model.forward(img, text));
+    const packed = [model, own.unet, own.vae].map((m) => prepackForInference(m.requiresGrad_(false)));
+    assert.ok(packed[1]!.packed > 10, `UNet: ${JSON.stringify(packed[1])}`);
+    const after = noGrad(() => model.forward(img, text));
+    const err = maxDiff(after, before);
+    assert.ok(err <= 1e-5, `max |packed − plain| = ${err}`);
+    // Only GEGLU projections whose halves do not fall on oneDNN's 64-row blocks were unpacked (by the narrow
+    // that splits them; SD-2's halves, 1280 to 5120 rows, all do), and some halves stayed packed.
+    const geglu = [...own.unet.namedModules()].filter(([n]) => n.endsWith("ff.net.0.proj")) as [
+      string,
+      nn.Linear,
+    ][];
+    const unpacked = [...own.unet.namedModules()]
+      .filter(([, m]) => m instanceof nn.Linear && !native.isPrepacked(m.weight.handle))
+      .map(([n, m]) => [n, (m as nn.Linear).outFeatures / 2] as const);
+    for (const [n, half] of unpacked)
+      assert.ok(n.endsWith("ff.net.0.proj") && half % 64 !== 0, `${n} (half ${half}) was unpacked`);
+    assert.ok(
+      geglu.some(([, m]) => native.isPrepacked(m.weight.handle)),
+      "an aligned GEGLU stayed packed",
+    );
+    dispose([img, text, before, after]);
+    model.dispose();
+    own.dispose();
   });
 
   test("one training step: gradients reach every DEDOS part and never the frozen ones", () => {
