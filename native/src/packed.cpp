@@ -16,7 +16,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <map>
-#include <mutex>
 #include <tuple>
 #include <unordered_map>
 
@@ -104,14 +103,15 @@ void Reorder(const memory::desc& from, void* src, const memory::desc& to, void* 
 }
 
 // One primitive per (rows, out, in, bias, activation, residual): oneDNN picks its kernel (and the weight layout)
-// for the exact shape; a model has a handful of these.
+// for the exact shape; a model has a handful of these. One cache per thread: with oneDNN's default (shared)
+// scratchpad a primitive must run on the thread that created it, and a Segmenter's worker and the main thread
+// both run linears.
 struct Plan {
   dnnl::matmul prim;
   memory::desc src, weights, bias, dst;
 };
 using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, int, bool>;
-std::mutex gMu;
-std::map<PlanKey, Plan> gPlans;
+thread_local std::map<PlanKey, Plan> tPlans;
 
 dnnl::algorithm Algorithm(Act act, float* alpha) {
   *alpha = 0.f;
@@ -124,11 +124,10 @@ dnnl::algorithm Algorithm(Act act, float* alpha) {
   }
 }
 
-// Caller holds gMu.
 Plan& GetPlan(int64_t m, int64_t n, int64_t k, bool bias, Act act, bool residual) {
   const PlanKey key{m, n, k, bias, static_cast<int>(act), residual};
-  auto it = gPlans.find(key);
-  if (it != gPlans.end()) return it->second;
+  auto it = tPlans.find(key);
+  if (it != tPlans.end()) return it->second;
   const auto f32 = memory::data_type::f32;
   memory::desc src({m, k}, f32, memory::format_tag::ab);
   memory::desc wAny({k, n}, f32, memory::format_tag::any);
@@ -145,15 +144,12 @@ Plan& GetPlan(int64_t m, int64_t n, int64_t k, bool bias, Act act, bool residual
   attr.set_post_ops(ops);
   dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wAny, bias ? b : memory::desc(), dst), attr, Engine());
   Plan plan{dnnl::matmul(pd), src, pd.weights_desc(), b, dst};
-  return gPlans.emplace(key, std::move(plan)).first->second;
+  return tPlans.emplace(key, std::move(plan)).first->second;
 }
 
 // The layout oneDNN prefers for this weight. It depends on the CPU and on (n, k), not on the row count (checked
 // for 1 to 4096 rows), so one packing serves every call; a plan that wants another layout gets a per-call reorder.
-memory::desc PreferredLayout(int64_t n, int64_t k) {
-  std::lock_guard<std::mutex> lock(gMu);
-  return GetPlan(128, n, k, false, Act::kNone, false).weights;
-}
+memory::desc PreferredLayout(int64_t n, int64_t k) { return GetPlan(128, n, k, false, Act::kNone, false).weights; }
 
 bool NoGradNeeded(const at::Tensor& x, const at::Tensor& b, const at::Tensor& r) {
   if (!at::GradMode::is_enabled()) return true;
@@ -215,11 +211,9 @@ at::Tensor PackedLinear(const at::Tensor& x, const PackedWeight& w, const at::Te
   const at::Tensor r2 = residual.defined() ? residual.reshape({m, n}).contiguous() : at::Tensor();
   const at::Tensor bias = b.defined() ? b.contiguous() : b;  // held until the primitive ran
   at::Tensor y = at::empty({m, n}, x.options());
-  std::unique_lock<std::mutex> lock(gMu);
-  Plan& plan = GetPlan(m, n, k, b.defined(), act, residual.defined());
-  const dnnl::matmul prim = plan.prim;
-  const memory::desc src = plan.src, wants = plan.weights, bdesc = plan.bias, dst = plan.dst;
-  lock.unlock();
+  const Plan& plan = GetPlan(m, n, k, b.defined(), act, residual.defined());
+  const dnnl::matmul& prim = plan.prim;
+  const memory::desc &src = plan.src, &wants = plan.weights, &bdesc = plan.bias, &dst = plan.dst;
   at::Tensor relaid;  // the weight in another layout, for a plan that wants one (not seen on x86-64)
   void* wdata = w.data();
   if (wants != w.desc) {
