@@ -74,7 +74,7 @@ export interface OnnxSegmenterOptions {
   device?: string;
   /** Sliding-window geometry (default: the preset whose kernel is the exported view size). */
   window?: WindowPreset | WindowSpec;
-  /** More onnxruntime session options (e.g. { intraOpNumThreads: 2 }). */
+  /** More onnxruntime session options; intraOpNumThreads defaults to DEDOS_NUM_THREADS, else every core. */
   sessionOptions?: Record<string, unknown>;
   /** Another onnxruntime module than onnxruntime-node (e.g. onnxruntime-web, or a stand-in in tests). */
   runtime?: OrtModule;

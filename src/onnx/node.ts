@@ -5,6 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ClipTokenizer } from "../clip/tokenizer.js";
+import { defaultNumThreads } from "../util/threads.js";
 import { checkManifest } from "./manifest.js";
 import { executionProviders, type OrtModule, type SessionCreateOptions } from "./runtime.js";
 import { OnnxSegmentation } from "./segmentation.js";
@@ -72,8 +73,10 @@ export async function readManifest(folder: string) {
 export async function openExportFolder(folder: string, o: OpenExportOptions = {}): Promise<OnnxSegmentation> {
   const manifest = await readManifest(folder);
   const ort = o.runtime ?? (await loadOnnxRuntimeNode());
+  // onnxruntime-node's own default ran CLIP ViT-B/16 at 384² in 565–575 ms here, with every core 310 ms.
   const options: SessionCreateOptions = {
     executionProviders: executionProviders(o.device),
+    intraOpNumThreads: defaultNumThreads(),
     ...o.sessionOptions,
   };
   const open = async (file: string) => {

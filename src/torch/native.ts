@@ -3,9 +3,9 @@
 // count and then runs. Everything that touches the addon goes through src/torch/.
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../util/assets.js";
+import { defaultNumThreads } from "../util/threads.js";
 import { NATIVE_OPS, type NativeAddon } from "./native-api.js";
 
 export type { NativeAddon, NativeTensor } from "./native-api.js";
@@ -18,10 +18,7 @@ export function addonPath(): string {
 }
 
 /** The thread count set when the addon loads: DEDOS_NUM_THREADS when it is a count ≥ 1, else every core. */
-export function defaultNumThreads(): number {
-  const n = Math.floor(Number(process.env.DEDOS_NUM_THREADS));
-  return n >= 1 ? n : availableParallelism();
-}
+export { defaultNumThreads };
 
 const LIBTORCH_SOURCES =
   "on Debian/Ubuntu libtorch comes from `apt install libtorch-dev libopenblas0-openmp libgloo-dev`, elsewhere " +

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -15,6 +16,8 @@ import { ClipTokenizer } from "../../src/clip/tokenizer.js";
 import { readImageRGB } from "../../src/data/image-decode.js";
 import { createModel } from "../../src/models/factory.js";
 import { checkManifest } from "../../src/onnx/manifest.js";
+import { openExportFolder } from "../../src/onnx/node.js";
+import type { OrtModule, SessionCreateOptions } from "../../src/onnx/runtime.js";
 import { OnnxSegmentation } from "../../src/onnx/segmentation.js";
 import { noGrad } from "../../src/torch/tensor.js";
 import { tempDir } from "../temp-dir.js";
@@ -172,5 +175,39 @@ describe("Segmenter, backend onnx (stand-in sessions)", () => {
     });
     await assert.rejects(p, { name: "AbortError" });
     await seg.dispose();
+  });
+});
+
+describe("onnx backend session options", () => {
+  it("threads default to DEDOS_NUM_THREADS (else every core); the caller's options win", async () => {
+    const dir = tempDir("dedos-onnx-threads-");
+    writeFakeExport(dir, { kernel: 384 });
+    const seen: (SessionCreateOptions | undefined)[] = [];
+    const base = pureRuntime();
+    const runtime: OrtModule = {
+      Tensor: base.Tensor,
+      InferenceSession: {
+        create: (model, options) => {
+          seen.push(options);
+          return base.InferenceSession.create(model, options);
+        },
+      },
+    };
+    const saved = process.env.DEDOS_NUM_THREADS;
+    try {
+      delete process.env.DEDOS_NUM_THREADS;
+      await openExportFolder(dir, { runtime });
+      process.env.DEDOS_NUM_THREADS = "3";
+      await openExportFolder(dir, { runtime });
+      await openExportFolder(dir, { runtime, sessionOptions: { intraOpNumThreads: 1 } });
+    } finally {
+      if (saved === undefined) delete process.env.DEDOS_NUM_THREADS;
+      else process.env.DEDOS_NUM_THREADS = saved;
+    }
+    // Two sessions (text, view) per folder.
+    assert.deepEqual(
+      seen.map((o) => o?.intraOpNumThreads),
+      [availableParallelism(), availableParallelism(), 3, 3, 1, 1],
+    );
   });
 });
